@@ -1,0 +1,1 @@
+"""metastat command-line interface (typer)."""
