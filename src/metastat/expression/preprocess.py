@@ -96,11 +96,15 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         return pd.DataFrame(self._standardise(values), index=x.index, columns=self.genes_)
 
     # -- transforming -----------------------------------------------------------------------------
+    def missing_genes(self, x: pd.DataFrame) -> list[str]:
+        """Model genes absent from ``x`` (imputed with the training median when few)."""
+        return [str(g) for g in self.genes_in_ if g not in x.columns]
+
     def transform(self, x: pd.DataFrame) -> pd.DataFrame:
         x = _as_frame(x, "transform")
         if not hasattr(self, "genes_"):
             raise ModelError("the preprocessor is not fitted.")
-        missing = [g for g in self.genes_in_ if g not in x.columns]
+        missing = self.missing_genes(x)
         if len(missing) > self.max_missing_genes * len(self.genes_in_):
             raise InputError(
                 f"{len(missing)} of the model's {len(self.genes_in_)} genes are absent from the "

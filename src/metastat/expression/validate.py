@@ -8,11 +8,10 @@ metrics with patient-bootstrap CIs from :mod:`metastat.evaluate`.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metastat import __version__
+from metastat.atomic import atomic_write
 from metastat.data.cohort import cohort_name, expression_frame, patients
 from metastat.data.genes import GeneReport, align_cohorts, collapse_genes
 from metastat.data.outcomes import DAYS_PER, Outcome, resolve_outcome
@@ -54,6 +54,7 @@ class EvaluationResult:
     predictions: pd.DataFrame
     metrics: dict[str, Estimate]
     meta: dict[str, Any] = field(default_factory=dict)
+    importance: pd.DataFrame | None = None
 
     def to_json(self) -> dict[str, dict[str, float | None]]:
         return metrics_json(self.metrics)
@@ -65,21 +66,9 @@ class EvaluationResult:
         atomic_write(out / "predictions.csv", self.predictions.to_csv(index=False))
         atomic_write(out / "metrics.json", json.dumps(self.to_json(), indent=2))
         atomic_write(out / "run.json", json.dumps(self.meta, indent=2, default=str))
+        if self.importance is not None:
+            atomic_write(out / "importance.csv", self.importance.to_csv())
         return out
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _truth(outcome: Outcome, mask: np.ndarray, time_scale: float = 1.0) -> pd.DataFrame:
@@ -117,8 +106,20 @@ def _meta(kind: str, seed: int, **extra: Any) -> dict[str, Any]:
     return {"kind": kind, "seed": seed, "metastat": __version__,
             "python": platform.python_version(), "numpy": np.__version__,
             "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
-            "scikit-survival": sksurv.__version__, "anndata": ad.__version__,
+            "scikit-survival": sksurv.__version__, "anndata": version("anndata"),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+
+
+def gene_importance(coefs: list[pd.Series]) -> pd.DataFrame | None:
+    """Global gene importance over fitted folds: mean / sd of the standardised weight and the
+    fraction of folds in which the gene had a non-zero weight (selection stability)."""
+    if not coefs:
+        return None
+    table = pd.concat(coefs, axis=1).fillna(0.0)
+    out = pd.DataFrame({"mean_weight": table.mean(axis=1), "sd_weight": table.std(axis=1),
+                        "selected_fraction": (table.abs() > 1e-12).mean(axis=1)})
+    out.index.name = "gene"
+    return out.sort_values("mean_weight", key=np.abs, ascending=False)
 
 
 def cross_validate(
@@ -143,7 +144,7 @@ def cross_validate(
     splits = patient_kfold(groups, labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
     surv_times = _surv_times(outcome, mask)
     truth = _truth(outcome, mask)
-    rows = []
+    rows, coefs = [], []
     t0 = time.perf_counter()
     jobs = [(s, m) for s in splits for m in (model, baseline)]
     for split, m in tqdm(jobs, desc=f"CV {name}/{outcome_name}", disable=not progress):
@@ -151,6 +152,8 @@ def cross_validate(
                         signatures=signatures)
         est.fit(x.iloc[split.train], y[split.train], groups[split.train])
         pred = est.predict_frame(x.iloc[split.test], surv_times)
+        if m == model and est.gene_coefficients is not None:
+            coefs.append(est.gene_coefficients)
         rows.append(_rows(pred, truth.iloc[split.test], groups[split.test], m, split.repeat,
                           split.fold))
     predictions = pd.concat(rows, ignore_index=True)
@@ -163,7 +166,8 @@ def cross_validate(
                  n_patients=len(np.unique(groups)), fit_seconds=round(fit_s, 2),
                  genes=genes.summary(), surv_times=None if surv_times is None
                  else surv_times.tolist())
-    return EvaluationResult(model, baseline, outcome, predictions, metrics, meta)
+    return EvaluationResult(model, baseline, outcome, predictions, metrics, meta,
+                            gene_importance(coefs))
 
 
 def _rows(pred: pd.DataFrame, truth: pd.DataFrame, groups: np.ndarray, model: str,
@@ -210,10 +214,13 @@ def external_validate(
     surv_times = _surv_times(out_tr, m_tr)
     rows = []
     t0 = time.perf_counter()
+    coefs = []
     for m in tqdm((model, baseline), desc=f"train {cohort_name(train)}", disable=not progress):
         est = RiskModel(m, task=out_tr.kind, horizon=out_tr.horizon, seed=seed, scale=scale,  # type: ignore[arg-type]
                         signatures=signatures)
         est.fit(x_tr, y_tr, g_tr)
+        if m == model and est.gene_coefficients is not None:
+            coefs.append(est.gene_coefficients)
         rows.append(_rows(est.predict_frame(x_te, surv_times), truth, g_te, m, 0, 0))
     predictions = pd.concat(rows, ignore_index=True)
     fit_s = time.perf_counter() - t0
@@ -225,4 +232,5 @@ def external_validate(
                  n_train=int(m_tr.sum()), n_test=int(m_te.sum()), n_genes=int(train.n_vars),
                  fit_seconds=round(fit_s, 2), genes=genes.summary(),
                  surv_times=None if surv_times is None else surv_times.tolist())
-    return EvaluationResult(model, baseline, out_te, predictions, metrics, meta)
+    return EvaluationResult(model, baseline, out_te, predictions, metrics, meta,
+                            gene_importance(coefs))
