@@ -112,7 +112,7 @@ def uno_c(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray,
     """Uno's IPCW concordance, truncated at ``tau``; censoring distribution from ``y_train``."""
     from sksurv.metrics import concordance_index_ipcw
 
-    ev, tm = _fields(y_test)
+    ev, _ = _fields(y_test)
     if not ev.any():
         return float("nan")
     tau = _safe_tau(y_train, y_test, tau)

@@ -1,4 +1,4 @@
-"""ComBat batch correction (Johnson, Li & Rabinovic, Biostatistics 2007), parametric empirical Bayes.
+"""ComBat batch correction, parametric empirical Bayes (Johnson, Li & Rabinovic, 2007).
 
 Used when a model is trained on several cohorts: the training cohorts are harmonised to a common
 location and scale per gene, with batch effects shrunk towards gene-wide priors. No outcome labels
@@ -21,13 +21,15 @@ def combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float 
         return x.copy()
     counts = np.bincount(codes)
     if counts.min() < 2:
-        raise InputError(f"ComBat needs at least 2 samples per batch; batch sizes {dict(zip(levels, counts, strict=True))}.")
+        sizes = dict(zip(levels.tolist(), counts.tolist(), strict=True))
+        raise InputError(f"ComBat needs at least 2 samples per batch; batch sizes {sizes}.")
     n, _ = x.shape
     design = np.eye(len(levels))[codes]  # n x B
     beta = np.linalg.lstsq(design, x, rcond=None)[0]  # B x G
     grand = (counts / n) @ beta
     var_pooled = ((x - design @ beta) ** 2).mean(axis=0)
-    var_pooled[var_pooled == 0] = np.median(var_pooled[var_pooled > 0]) if (var_pooled > 0).any() else 1.0
+    positive = var_pooled[var_pooled > 0]
+    var_pooled[var_pooled == 0] = np.median(positive) if positive.size else 1.0
     sd = np.sqrt(var_pooled)
     z = (x - grand) / sd
     gamma_hat = np.vstack([z[codes == b].mean(axis=0) for b in range(len(levels))])

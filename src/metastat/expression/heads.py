@@ -28,7 +28,7 @@ TARGET_DTYPE = np.dtype([("event", bool), ("time", float), ("binary", float)])
 
 
 def make_target(event: np.ndarray, time: np.ndarray | None, binary: np.ndarray) -> np.ndarray:
-    """Structured target: event indicator, follow-up time (NaN if none), binary status (NaN unknown)."""
+    """Structured target: event, follow-up time (NaN if none), binary status (NaN unknown)."""
     y = np.empty(len(event), dtype=TARGET_DTYPE)
     y["event"] = np.nan_to_num(np.asarray(event, dtype=float)) > 0
     y["time"] = np.full(len(event), np.nan) if time is None else np.asarray(time, dtype=float)
@@ -56,7 +56,7 @@ def _harrell(y: np.ndarray, risk: np.ndarray) -> float:
 
 
 class CoxNetCV(BaseEstimator):
-    """Elastic-net Cox (CoxNet) with (l1_ratio, alpha) chosen by inner patient-grouped CV on C-index."""
+    """Elastic-net Cox with (l1_ratio, alpha) chosen by inner patient-grouped CV on C-index."""
 
     def __init__(self, l1_ratios: tuple[float, ...] = (0.1, 0.5, 0.9), n_alphas: int = 40,
                  alpha_min_ratio: float = 0.02, inner_folds: int = 3, seed: int = 0) -> None:

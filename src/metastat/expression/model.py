@@ -96,7 +96,7 @@ class RiskModel(BaseEstimator):
 
     def fit(self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None,
             batch: np.ndarray | None = None) -> RiskModel:
-        """Fit on samples x genes ``x`` and a target from :func:`~metastat.expression.heads.make_target`."""
+        """Fit on samples x genes ``x`` and a target from ``heads.make_target``."""
         has_time = not np.isnan(y["time"]).any()
         self.preprocessor_ = ExpressionPreprocessor(
             log=self.log, quantile=self.quantile, n_genes=self.n_genes, scale=self.scale)
@@ -173,7 +173,7 @@ class RiskModel(BaseEstimator):
         return pd.Series(np.asarray(coef, dtype=float), index=self.preprocessor_.genes_)
 
     def explain(self, x: pd.DataFrame, top: int = 10) -> list[dict[str, Any]]:
-        """Per sample, the genes contributing most to its risk (coefficient x standardised value)."""
+        """Per sample, the genes contributing most to its risk (weight x standardised value)."""
         coef = self.gene_coefficients
         if coef is None:
             raise InputError(f"per-patient explanations need a model linear in genes; "

@@ -67,7 +67,8 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
 
     def _fit_transform(self, x: pd.DataFrame, batch: np.ndarray | None) -> pd.DataFrame:
         if x.columns.duplicated().any():
-            raise InputError(f"duplicated gene columns {list(x.columns[x.columns.duplicated()][:5])}: "
+            dup = list(x.columns[x.columns.duplicated()][:5])
+            raise InputError(f"duplicated gene columns {dup}: "
                              "collapse genes first (metastat.data.genes.collapse_genes).")
         values = x.to_numpy(dtype=float)
         self.log_ = looks_linear(values) if self.log == "auto" else bool(self.log)

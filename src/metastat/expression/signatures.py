@@ -70,7 +70,7 @@ def published_signature(name: str, key: str = "symbol") -> Signature:
 
 
 def read_gene_sets(path: str | Path) -> list[Signature]:
-    """Read user gene sets: GMT (name, description, genes...) or CSV (``set``, ``gene``[, ``weight``])."""
+    """Read user gene sets: GMT, or CSV with columns ``set``, ``gene`` [, ``weight``]."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such gene-set file.")

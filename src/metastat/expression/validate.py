@@ -60,7 +60,7 @@ class EvaluationResult:
         return metrics_json(self.metrics)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``predictions.csv``, ``metrics.json`` and ``run.json`` atomically into ``out_dir``."""
+        """Write predictions.csv, metrics.json, run.json (and importance.csv) atomically."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "predictions.csv", self.predictions.to_csv(index=False))
@@ -207,8 +207,10 @@ def external_validate(
     g_tr, g_te = patients(train)[m_tr], patients(test)[m_te]
     overlap = set(g_tr) & set(g_te)
     if overlap:
-        raise ValidationError(f"{len(overlap)} patient ids occur in both cohorts, e.g. "
-                              f"{sorted(overlap)[:3]}; external validation needs disjoint patients.")
+        raise ValidationError(
+            f"{len(overlap)} patient ids are in both cohorts, e.g. {sorted(overlap)[:3]}; "
+            "external validation needs disjoint patients."
+        )
     y_tr = _target(out_tr, m_tr)
     truth = _truth(out_te, m_te, scale_t)
     surv_times = _surv_times(out_tr, m_tr)
