@@ -75,7 +75,7 @@ class SignatureEnsemble(BaseEstimator):
         rows_all = np.flatnonzero(~np.isnan(y["time"]) if survival else ~np.isnan(y["binary"]))
         pats = np.asarray(groups)[rows_all] if groups is not None else rows_all.astype(str)
         uniq = np.unique(pats)
-        k = min(self.genes_per_signature, len(genes))
+        k = max(3, min(self.genes_per_signature, len(genes) // 8))
         out = []
         for b in range(self.n_learned):
             chosen = rng.choice(uniq, size=max(2, int(self.subsample * len(uniq))), replace=False)
