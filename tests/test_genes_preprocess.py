@@ -99,3 +99,26 @@ def test_combat_removes_batch_shift() -> None:
     gap_before = np.abs(x[batch == "a"].mean(0) - x[batch == "b"].mean(0)).mean()
     gap_after = np.abs(adj[batch == "a"].mean(0) - adj[batch == "b"].mean(0)).mean()
     assert gap_after < 0.1 * gap_before
+
+
+def test_pooled_cohorts_combat_inside_folds_and_saved(tmp_path) -> None:
+    from metastat.data.pool import pool_cohorts
+    from metastat.expression.heads import make_target
+    from metastat.expression.model import RiskModel
+    from metastat.expression.persist import load_model, save_model
+
+    pooled = pool_cohorts([load_dataset("breast_vdx"), load_dataset("breast_nki")], "dmfs")
+    assert set(pooled.obs["cohort"]) == {"breast_vdx", "breast_nki"}
+    assert pooled.obs["patient_id"].is_unique and pooled.n_vars > 200
+    ok = pooled.obs["time"].notna().to_numpy()
+    p = pooled[ok]
+    x = pd.DataFrame(np.asarray(p.X), index=p.obs_names, columns=p.var_names)
+    y = make_target(p.obs["event"].to_numpy(), p.obs["time"].to_numpy(),
+                    np.full(p.n_obs, np.nan))
+    batch = p.obs["cohort"].to_numpy()
+    model = RiskModel("coxnet", task="survival").fit(x, y, batch=batch)
+    with pytest.raises(InputError, match="pass the batch"):
+        model.predict(x)
+    save_model(model, tmp_path / "m")
+    loaded, _ = load_model(tmp_path / "m")
+    assert np.allclose(model.predict(x, batch), loaded.predict(x, batch))

@@ -20,6 +20,8 @@ from metastat.expression.model import MODELS
 app = typer.Typer(no_args_is_help=True, help="Gene expression -> recurrence / metastasis.")
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Built-in dataset name or .h5ad path.")
+DatasetsOpt = typer.Option(None, "--dataset", "-d", help="Built-in dataset name or .h5ad path; "
+                           "repeat to pool several cohorts (ComBat inside each training fold).")
 ExprOpt = typer.Option(None, "--expression", help="Expression table (samples x genes) or GEO "
                        "series matrix.")
 ClinOpt = typer.Option(None, "--clinical", help="Clinical table (sample id in first column).")
@@ -63,7 +65,8 @@ def _print_metrics(result, console: Console) -> None:
 
 @app.command()
 def evaluate(
-    outcome: str = OutcomeOpt, dataset: str | None = DatasetOpt, expression: Path | None = ExprOpt,
+    outcome: str = OutcomeOpt, dataset: list[str] | None = DatasetsOpt,
+    expression: Path | None = ExprOpt,
     clinical: Path | None = ClinOpt, genes: Path | None = GenesOpt,
     event_col: str | None = EventOpt, time_col: str | None = TimeOpt,
     time_unit: str | None = UnitOpt, patient_col: str | None = PatientOpt,
@@ -81,21 +84,28 @@ def evaluate(
                                  "{estimate, ci_low, ci_high}."),
 ) -> None:
     """Cross-validate (or externally validate) a model side by side with a plain baseline."""
+    from metastat.data.pool import pool_cohorts
     from metastat.expression.validate import cross_validate, external_validate
 
-    cohort = cohort_from_options(dataset, expression, clinical=clinical, genes=genes,
-                                 patient_col=patient_col, outcome=outcome, event_col=event_col,
-                                 time_col=time_col, time_unit=time_unit)
+    batch_key = None
+    if dataset and len(dataset) > 1:
+        cohort = pool_cohorts([cohort_from_options(d, None) for d in dataset], outcome)
+        batch_key = "cohort"
+    else:
+        cohort = cohort_from_options(dataset[0] if dataset else None, expression,
+                                     clinical=clinical, genes=genes, patient_col=patient_col,
+                                     outcome=outcome, event_col=event_col, time_col=time_col,
+                                     time_unit=time_unit)
     sigs = _signatures(signature)
     if test is not None:
         test_cohort = cohort_from_options(test, None)
         result = external_validate(cohort, test_cohort, outcome, model=model, baseline=baseline,
                                    seed=seed, horizon=horizon, n_boot=n_boot, signatures=sigs,
-                                   progress=not as_json)
+                                   batch_key=batch_key, progress=not as_json)
     else:
         result = cross_validate(cohort, outcome, model=model, baseline=baseline, n_splits=cv,
                                 n_repeats=repeats, seed=seed, horizon=horizon, n_boot=n_boot,
-                                signatures=sigs, progress=not as_json)
+                                signatures=sigs, batch_key=batch_key, progress=not as_json)
     if out is not None:
         result.save(out)
     if as_json:

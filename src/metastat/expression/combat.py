@@ -7,23 +7,44 @@ are used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from metastat.errors import InputError
 
 
-def combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float = 1e-4
-           ) -> np.ndarray:
-    """Return ``x`` (samples x genes) with additive and multiplicative batch effects removed."""
+@dataclass
+class ComBat:
+    """Fitted ComBat parameters: adjusts samples of the batches seen in training."""
+
+    levels: np.ndarray
+    grand: np.ndarray
+    sd: np.ndarray
+    gamma: np.ndarray  # batches x genes (shrunk additive effects, standardised scale)
+    delta: np.ndarray  # batches x genes (shrunk multiplicative effects)
+
+    def apply(self, x: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch).astype(str)
+        unknown = sorted(set(batch) - set(self.levels))
+        if unknown:
+            raise InputError(f"ComBat was fitted on batches {self.levels.tolist()}, not "
+                             f"{unknown}; score a new cohort with scale='batch' instead.")
+        codes = np.searchsorted(self.levels, batch)
+        z = (x - self.grand) / self.sd
+        return (z - self.gamma[codes]) / np.sqrt(self.delta[codes]) * self.sd + self.grand
+
+
+def fit_combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float = 1e-4
+               ) -> ComBat:
+    """Estimate ComBat parameters on ``x`` (samples x genes) with batch labels ``batch``."""
     batch = np.asarray(batch).astype(str)
     levels, codes = np.unique(batch, return_inverse=True)
-    if len(levels) < 2:
-        return x.copy()
     counts = np.bincount(codes)
-    if counts.min() < 2:
+    if len(levels) < 2 or counts.min() < 2:
         sizes = dict(zip(levels.tolist(), counts.tolist(), strict=True))
-        raise InputError(f"ComBat needs at least 2 samples per batch; batch sizes {sizes}.")
-    n, _ = x.shape
+        raise InputError(f"ComBat needs >= 2 batches of >= 2 samples; batch sizes {sizes}.")
+    n = len(x)
     design = np.eye(len(levels))[codes]  # n x B
     beta = np.linalg.lstsq(design, x, rcond=None)[0]  # B x G
     grand = (counts / n) @ beta
@@ -44,8 +65,7 @@ def combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float 
     gamma_star = np.empty_like(gamma_hat)
     delta_star = np.empty_like(delta_hat)
     for b in range(len(levels)):
-        zb = z[codes == b]
-        nb = counts[b]
+        zb, nb = z[codes == b], counts[b]
         g_old, d_old = gamma_hat[b], delta_hat[b]
         for _ in range(max_iter):
             g_new = (t2[b] * nb * gamma_hat[b] + d_old * gamma_bar[b]) / (t2[b] * nb + d_old)
@@ -57,5 +77,9 @@ def combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float 
             if change < tol:
                 break
         gamma_star[b], delta_star[b] = g_old, d_old
-    adjusted = (z - gamma_star[codes]) / np.sqrt(delta_star[codes])
-    return adjusted * sd + grand
+    return ComBat(levels, grand, sd, gamma_star, delta_star)
+
+
+def combat(x: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """Return ``x`` with additive and multiplicative batch effects removed (fit and apply)."""
+    return fit_combat(x, batch).apply(x, batch)

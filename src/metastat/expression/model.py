@@ -130,9 +130,9 @@ class RiskModel(BaseEstimator):
         data = z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy()
         return np.asarray(self.learner_.predict(data), dtype=float)
 
-    def predict(self, x: pd.DataFrame) -> np.ndarray:
+    def predict(self, x: pd.DataFrame, batch: np.ndarray | None = None) -> np.ndarray:
         """Risk score (higher = worse prognosis)."""
-        return self._risk(self.preprocessor_.transform(x))
+        return self._risk(self.preprocessor_.transform(x, batch))
 
     def survival_at(self, risk: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Predicted survival probability S(t) for each sample (rows) and time (columns)."""
@@ -149,10 +149,10 @@ class RiskModel(BaseEstimator):
             return expit(self.platt_[0] + self.platt_[1] * risk)
         return np.full(len(risk), np.nan)
 
-    def predict_frame(self, x: pd.DataFrame, surv_times: np.ndarray | None = None
-                      ) -> pd.DataFrame:
+    def predict_frame(self, x: pd.DataFrame, surv_times: np.ndarray | None = None,
+                      batch: np.ndarray | None = None) -> pd.DataFrame:
         """Risk, probability, risk group (and survival probabilities) per sample."""
-        risk = self.predict(x)
+        risk = self.predict(x, batch)
         out = pd.DataFrame({"risk": risk, "prob": self.probability(risk),
                             "high_risk": risk > self.risk_cut_,
                             "risk_percentile": np.searchsorted(self.train_risk_quantiles_, risk)

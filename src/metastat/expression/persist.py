@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator
 from metastat import __version__
 from metastat.atomic import atomic_write
 from metastat.errors import ModelError
+from metastat.expression.combat import ComBat
 from metastat.expression.model import RiskModel
 from metastat.expression.preprocess import ExpressionPreprocessor
 
@@ -63,6 +64,10 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
               "risk_quantiles": np.asarray(model.train_risk_quantiles_, dtype=np.float64)}
     if pre.quantile:
         arrays["reference"] = pre.reference_
+    combat = getattr(pre, "combat_", None)
+    if combat is not None:
+        arrays |= {"combat_grand": combat.grand, "combat_sd": combat.sd,
+                   "combat_gamma": combat.gamma, "combat_delta": combat.delta}
     if model.cox_slope_ is not None:
         arrays["base_times"] = model.base_times_
         arrays["base_cumhaz"] = model.base_cumhaz_
@@ -77,6 +82,7 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
         "genes_in": [str(g) for g in pre.genes_in_], "genes": [str(g) for g in pre.genes_],
         "offset": _offset(model.learner_), "platt": model.platt_, "cox_slope": model.cox_slope_,
         "risk_cut": model.risk_cut_,
+        "combat_batches": None if combat is None else combat.levels.tolist(),
         "sha256": hashlib.sha256((out / ARRAYS).read_bytes()).hexdigest(),
         **(info or {}),
     }
@@ -111,6 +117,10 @@ def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
     pre.median_in_, pre.mean_, pre.sd_ = a["median_in"], a["mean"], a["sd"]
     if p["quantile"]:
         pre.reference_ = a["reference"]
+    pre.combat_ = None
+    if manifest.get("combat_batches"):
+        pre.combat_ = ComBat(np.asarray(manifest["combat_batches"]), a["combat_grand"],
+                             a["combat_sd"], a["combat_gamma"], a["combat_delta"])
     model.preprocessor_ = pre
     model.learner_ = LinearLearner(a["coef"], manifest["offset"])
     model.platt_ = tuple(manifest["platt"]) if manifest["platt"] else None

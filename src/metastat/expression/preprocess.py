@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from metastat.errors import InputError, ModelError
-from metastat.expression.combat import combat
+from metastat.expression.combat import fit_combat
 
 LINEAR_SCALE_THRESHOLD = 100.0  # 99th percentile above this: values are not log-transformed
 
@@ -84,8 +84,10 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         if self.quantile:
             self.reference_ = np.sort(values, axis=1).mean(axis=0)
             values = self._quantile(values)
+        self.combat_ = None
         if batch is not None and len(np.unique(batch)) > 1:
-            values = combat(values, np.asarray(batch))
+            self.combat_ = fit_combat(values, np.asarray(batch))
+            values = self.combat_.apply(values, np.asarray(batch))
         if self.n_genes is not None and self.n_genes < values.shape[1]:
             top = np.sort(np.argsort(-values.var(axis=0))[: self.n_genes])
             values, genes = values[:, top], genes[top]
@@ -101,7 +103,12 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         """Model genes absent from ``x`` (imputed with the training median when few)."""
         return [str(g) for g in self.genes_in_ if g not in x.columns]
 
-    def transform(self, x: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, x: pd.DataFrame, batch: np.ndarray | None = None) -> pd.DataFrame:
+        """Apply the fitted steps.
+
+        With ComBat fitted, samples of training batches need their ``batch`` labels; a new cohort
+        (``batch=None``) is instead standardised by its own statistics when ``scale='batch'``.
+        """
         x = _as_frame(x, "transform")
         if not hasattr(self, "genes_"):
             raise ModelError("the preprocessor is not fitted.")
@@ -117,6 +124,12 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         values = np.where(np.isnan(values), self.median_in_, values)
         if self.quantile:
             values = self._quantile(values)
+        if getattr(self, "combat_", None) is not None and (batch is not None
+                                                          or self.scale != "batch"):
+            if batch is None:
+                raise InputError("this model was trained on several cohorts with ComBat: pass "
+                                 "the batch (cohort) of each sample, or use scale='batch'.")
+            values = self.combat_.apply(values, np.asarray(batch))
         pos = pd.Index(self.genes_in_).get_indexer(self.genes_)
         values = values[:, pos]
         return pd.DataFrame(self._standardise(values), index=x.index, columns=self.genes_)

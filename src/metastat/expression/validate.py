@@ -126,9 +126,13 @@ def cross_validate(
     adata: ad.AnnData, outcome_name: str, *, model: str | None = None,
     baseline: str | None = None, n_splits: int = 5, n_repeats: int = 1, seed: int = 0,
     horizon: str | float | None = None, n_boot: int = 1000, signatures: tuple[Signature, ...] = (),
-    progress: bool = True,
+    batch_key: str | None = None, progress: bool = True,
 ) -> EvaluationResult:
-    """Patient-grouped stratified (repeated) k-fold CV of ``model`` and ``baseline``."""
+    """Patient-grouped stratified (repeated) k-fold CV of ``model`` and ``baseline``.
+
+    ``batch_key`` names an ``obs`` column of study labels (e.g. ``"cohort"`` of a pooled cohort):
+    ComBat is then fitted on each training fold and applied to its test fold.
+    """
     name = cohort_name(adata)
     genes = GeneReport()
     adata = collapse_genes(adata, "symbol", genes)
@@ -139,6 +143,7 @@ def cross_validate(
     x = expression_frame(adata)[mask]
     groups = patients(adata)[mask]
     y = _target(outcome, mask)
+    batch = adata.obs[batch_key].astype(str).to_numpy()[mask] if batch_key else None
     labels = (np.nan_to_num(outcome.binary[mask]) if outcome.kind == "binary"
               else outcome.event[mask])
     splits = patient_kfold(groups, labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
@@ -150,8 +155,9 @@ def cross_validate(
     for split, m in tqdm(jobs, desc=f"CV {name}/{outcome_name}", disable=not progress):
         est = RiskModel(m, task=outcome.kind, horizon=outcome.horizon, seed=seed,
                         signatures=signatures)
-        est.fit(x.iloc[split.train], y[split.train], groups[split.train])
-        pred = est.predict_frame(x.iloc[split.test], surv_times)
+        b_tr, b_te = (None, None) if batch is None else (batch[split.train], batch[split.test])
+        est.fit(x.iloc[split.train], y[split.train], groups[split.train], batch=b_tr)
+        pred = est.predict_frame(x.iloc[split.test], surv_times, batch=b_te)
         if m == model and est.gene_coefficients is not None:
             coefs.append(est.gene_coefficients)
         rows.append(_rows(pred, truth.iloc[split.test], groups[split.test], m, split.repeat,
@@ -186,10 +192,11 @@ def external_validate(
     train: ad.AnnData, test: ad.AnnData, outcome_name: str, *, model: str | None = None,
     baseline: str | None = None, seed: int = 0, horizon: str | float | None = None,
     n_boot: int = 1000, scale: str = "batch", signatures: tuple[Signature, ...] = (),
-    progress: bool = True,
+    batch_key: str | None = None, progress: bool = True,
 ) -> EvaluationResult:
     """Train on one cohort, test on another (genes aligned; each cohort standardised by its own
-    statistics when ``scale='batch'``, the default for cross-platform validation)."""
+    statistics when ``scale='batch'``, the default for cross-platform validation). With
+    ``batch_key``, the training cohort is a pool of studies harmonised by ComBat."""
     genes = GeneReport()
     train, test = align_cohorts([train, test], "symbol", genes)
     out_tr = resolve_outcome(train, outcome_name, horizon=horizon)
@@ -220,7 +227,8 @@ def external_validate(
     for m in tqdm((model, baseline), desc=f"train {cohort_name(train)}", disable=not progress):
         est = RiskModel(m, task=out_tr.kind, horizon=out_tr.horizon, seed=seed, scale=scale,  # type: ignore[arg-type]
                         signatures=signatures)
-        est.fit(x_tr, y_tr, g_tr)
+        est.fit(x_tr, y_tr, g_tr,
+                batch=train.obs[batch_key].astype(str).to_numpy()[m_tr] if batch_key else None)
         if m == model and est.gene_coefficients is not None:
             coefs.append(est.gene_coefficients)
         rows.append(_rows(est.predict_frame(x_te, surv_times), truth, g_te, m, 0, 0))
