@@ -36,7 +36,8 @@ def time_models(name: str, outcome: str, models: list[str]) -> dict[str, float]:
         t0 = time.perf_counter()
         for s in splits:
             RiskModel(m, task=out.kind, horizon=out.horizon).fit(
-                x.iloc[s.train], y[s.train], g[s.train]).predict(x.iloc[s.test])
+                x.iloc[s.train], y[s.train], g[s.train]
+            ).predict(x.iloc[s.test])
         seconds[m] = time.perf_counter() - t0
     return seconds
 

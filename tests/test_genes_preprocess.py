@@ -15,10 +15,15 @@ from metastat.expression.preprocess import ExpressionPreprocessor
 
 
 def _probe_cohort() -> object:
-    expr = pd.DataFrame([[1.0, 5.0, 2.0, 9.0], [2.0, 7.0, 2.5, 9.5], [1.5, 6.0, 3.0, 8.5]],
-                        index=["a", "b", "c"], columns=["p1", "p2", "p3", "ctl"])
-    genes = pd.DataFrame({"symbol": ["TP53", "TP53", "MYC", None], "entrez": [7157, 7157, 4609, None]},
-                         index=["p1", "p2", "p3", "ctl"])
+    expr = pd.DataFrame(
+        [[1.0, 5.0, 2.0, 9.0], [2.0, 7.0, 2.5, 9.5], [1.5, 6.0, 3.0, 8.5]],
+        index=["a", "b", "c"],
+        columns=["p1", "p2", "p3", "ctl"],
+    )
+    genes = pd.DataFrame(
+        {"symbol": ["TP53", "TP53", "MYC", None], "entrez": [7157, 7157, 4609, None]},
+        index=["p1", "p2", "p3", "ctl"],
+    )
     return make_cohort(expr, None, name="probes", genes=genes)
 
 
@@ -33,8 +38,9 @@ def test_collapse_keeps_highest_mean_probe_and_drops_unannotated() -> None:
 
 def test_real_cohorts_align_and_report_dropped() -> None:
     report = GeneReport()
-    acrg, yonsei = align_cohorts([load_dataset("gastric_acrg"), load_dataset("gastric_yonsei")],
-                                 "symbol", report)
+    acrg, yonsei = align_cohorts(
+        [load_dataset("gastric_acrg"), load_dataset("gastric_yonsei")], "symbol", report
+    )
     assert list(acrg.var_names) == list(yonsei.var_names)
     assert 1000 <= acrg.n_vars <= 1055  # the README: 1,050 shared genes
     assert len(report.not_shared["gastric_yonsei"]) > 18000
@@ -113,8 +119,7 @@ def test_pooled_cohorts_combat_inside_folds_and_saved(tmp_path) -> None:
     ok = pooled.obs["time"].notna().to_numpy()
     p = pooled[ok]
     x = pd.DataFrame(np.asarray(p.X), index=p.obs_names, columns=p.var_names)
-    y = make_target(p.obs["event"].to_numpy(), p.obs["time"].to_numpy(),
-                    np.full(p.n_obs, np.nan))
+    y = make_target(p.obs["event"].to_numpy(), p.obs["time"].to_numpy(), np.full(p.n_obs, np.nan))
     batch = p.obs["cohort"].to_numpy()
     model = RiskModel("coxnet", task="survival").fit(x, y, batch=batch)
     with pytest.raises(InputError, match="pass the batch"):

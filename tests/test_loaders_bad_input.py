@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def test_duplicated_sample_ids(tmp_path: Path) -> None:
 
 
 def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="unknown table format '.xlsx'"):
+    with pytest.raises(InputError, match=r"unknown table format '\.xlsx'"):
         read_table(_write(tmp_path, "e.xlsx", "x"))
     with pytest.raises(InputError, match="no such file"):
         read_table(tmp_path / "absent.csv")
@@ -67,8 +68,9 @@ def test_clinical_rows_align_by_id_not_position() -> None:
 def test_user_outcome_column_typo_is_caught_at_load(planted_files: tuple[Path, Path]) -> None:
     e, c = planted_files
     with pytest.raises(InputError, match=r"no column 'month'.*Did you mean 'months'"):
-        load_cohort(e, clinical=c, outcome="dfs", event_col="relapse", time_col="month",
-                    time_unit="months")
+        load_cohort(
+            e, clinical=c, outcome="dfs", event_col="relapse", time_col="month", time_unit="months"
+        )
 
 
 def test_keeps_duplicated_gene_columns(tmp_path: Path) -> None:
@@ -97,8 +99,9 @@ def test_series_matrix_gz(tmp_path: Path) -> None:
     expr, clin = read_series_matrix(p)
     assert expr.shape == (3, 2) and list(expr.index) == ["GSM1", "GSM2", "GSM3"]
     assert list(clin["dmfs_event"]) == ["1", "0", "1"]
-    adata = load_cohort(p, outcome="dmfs", event_col="dmfs_event", time_col="dmfs_days",
-                        time_unit="days")
+    adata = load_cohort(
+        p, outcome="dmfs", event_col="dmfs_event", time_col="dmfs_days", time_unit="days"
+    )
     assert adata.n_obs == 3 and adata.X[2, 1] == pytest.approx(9.1)
 
 
@@ -108,17 +111,26 @@ def test_truncated_series_matrix(tmp_path: Path) -> None:
         read_series_matrix(p)
 
 
-cell = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10**6),
-                 st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6),
-                 st.just(""), st.just("NA"))
+cell = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-5, 10**6),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6),
+    st.just(""),
+    st.just("NA"),
+)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.lists(cell, min_size=0, max_size=5), min_size=0, max_size=6),
-       header=st.lists(st.text(max_size=5), min_size=0, max_size=5),
-       sep=st.sampled_from([",", "\t", ";"]))
-def test_random_tables_fail_only_with_metastat_errors(tmp_path: Path, rows: list, header: list,
-                                                     sep: str) -> None:
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(st.lists(cell, min_size=0, max_size=5), min_size=0, max_size=6),
+    header=st.lists(st.text(max_size=5), min_size=0, max_size=5),
+    sep=st.sampled_from([",", "\t", ";"]),
+)
+def test_random_tables_fail_only_with_metastat_errors(
+    tmp_path: Path, rows: list, header: list, sep: str
+) -> None:
     text = sep.join(["sample_id", *header]) + "\n"
     text += "\n".join(sep.join(str(c) for c in r) for r in rows)
     p = tmp_path / "fuzz.csv"
@@ -130,13 +142,13 @@ def test_random_tables_fail_only_with_metastat_errors(tmp_path: Path, rows: list
     assert np.isfinite(np.nan_to_num(np.asarray(adata.X), nan=0.0)).all()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(min_size=0, max_size=300))
 def test_random_bytes_fail_only_with_metastat_errors(tmp_path: Path, data: bytes) -> None:
     for name in ("junk.csv", "junk.csv.gz", "GSE9_series_matrix.txt"):
         p = tmp_path / name
         p.write_bytes(data)
-        try:
+        with contextlib.suppress(MetastatError):
             load_cohort(p)
-        except MetastatError:
-            pass

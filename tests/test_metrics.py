@@ -30,8 +30,14 @@ def surv_data() -> dict:
     c = rng.exponential(1.5, size=n) + 0.01
     event = t <= c
     time = np.minimum(t, c)
-    return {"risk": risk, "time": time, "event": event, "y": Surv.from_arrays(event, time),
-            "p": 1 / (1 + np.exp(-risk)), "yb": (rng.random(n) < 1 / (1 + np.exp(-risk))).astype(int)}
+    return {
+        "risk": risk,
+        "time": time,
+        "event": event,
+        "y": Surv.from_arrays(event, time),
+        "p": 1 / (1 + np.exp(-risk)),
+        "yb": (rng.random(n) < 1 / (1 + np.exp(-risk))).astype(int),
+    }
 
 
 def test_auc_matches_sklearn(surv_data: dict) -> None:
@@ -78,8 +84,9 @@ def test_brier_matches_sksurv(surv_data: dict) -> None:
 def test_hazard_ratio_matches_sksurv_and_lifelines(surv_data: dict) -> None:
     d = surv_data
     high = d["risk"] > 0
-    ref = np.exp(CoxPHSurvivalAnalysis(ties="breslow").fit(high[:, None].astype(float),
-                                                           d["y"]).coef_[0])
+    ref = np.exp(
+        CoxPHSurvivalAnalysis(ties="breslow").fit(high[:, None].astype(float), d["y"]).coef_[0]
+    )
     assert M.hazard_ratio(d["y"], high) == pytest.approx(ref, rel=1e-6)
     ref_cont = CoxPHSurvivalAnalysis(ties="breslow").fit(d["risk"][:, None], d["y"]).coef_[0]
     assert cox_1d(d["risk"], d["time"], d["event"]) == pytest.approx(ref_cont, rel=1e-6)

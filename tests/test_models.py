@@ -27,9 +27,17 @@ def _data(n: int = 200, seed: int = 0):
 
 
 # oracle C-index of the planted risk on these held-out samples: 0.74
-@pytest.mark.parametrize(("name", "min_c"), [
-    ("ensemble", 0.7), ("coxnet", 0.7), ("baseline_coxnet", 0.66), ("logistic", 0.62),
-    ("baseline_logistic", 0.62), ("gbs", 0.62)])
+@pytest.mark.parametrize(
+    ("name", "min_c"),
+    [
+        ("ensemble", 0.7),
+        ("coxnet", 0.7),
+        ("baseline_coxnet", 0.66),
+        ("logistic", 0.62),
+        ("baseline_logistic", 0.62),
+        ("gbs", 0.62),
+    ],
+)
 def test_models_learn_planted_signal_on_held_out_patients(name: str, min_c: float) -> None:
     x, y, g = _data(240)
     model = RiskModel(name, task="survival", horizon=24.0, seed=0)
@@ -46,8 +54,9 @@ def test_models_learn_planted_signal_on_held_out_patients(name: str, min_c: floa
 
 def test_ensemble_is_linear_in_genes_and_explains() -> None:
     x, y, g = _data()
-    model = RiskModel("ensemble", task="survival", horizon=24.0,
-                      signatures=(published_signature("gene70"),)).fit(x, y, g)
+    model = RiskModel(
+        "ensemble", task="survival", horizon=24.0, signatures=(published_signature("gene70"),)
+    ).fit(x, y, g)
     z = model.preprocessor_.transform(x)
     coef = model.gene_coefficients
     assert np.allclose(model.predict(x), z.to_numpy() @ coef.to_numpy() + model.learner_.offset_)

@@ -21,9 +21,16 @@ def test_censored_before_horizon_is_excluded_not_negative() -> None:
     assert np.isnan(out[4])
 
 
-@pytest.mark.parametrize(("text", "unit", "value"), [
-    ("5y", "days", 5 * 365.25), ("36m", "months", 36.0), ("3y", "months", 36.0),
-    ("1826d", "days", 1826.0), (12, "months", 12.0)])
+@pytest.mark.parametrize(
+    ("text", "unit", "value"),
+    [
+        ("5y", "days", 5 * 365.25),
+        ("36m", "months", 36.0),
+        ("3y", "months", 36.0),
+        ("1826d", "days", 1826.0),
+        (12, "months", 12.0),
+    ],
+)
 def test_parse_horizon(text: object, unit: str, value: float) -> None:
     assert parse_horizon(text, unit) == pytest.approx(value)
 
@@ -36,8 +43,13 @@ def test_parse_horizon_rejects_garbage() -> None:
 def _cohort(**spec: object):
     expr, clin = planted_cohort(n=30)
     clin["status"] = np.where(clin["relapse"] == 1, "yes", "no")
-    outcome = {"kind": "survival", "event": "relapse", "time": "months", "time_unit": "months",
-               "horizon": 24.0} | spec
+    outcome = {
+        "kind": "survival",
+        "event": "relapse",
+        "time": "months",
+        "time_unit": "months",
+        "horizon": 24.0,
+    } | spec
     return make_cohort(expr, clin, name="toy", outcomes={"dfs": outcome})
 
 

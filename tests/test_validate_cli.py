@@ -1,4 +1,4 @@
-"""Validation runs (patients disjoint, same splits for model and baseline) and the CLI end to end."""
+"""Validation runs (disjoint patients, same splits for model and baseline); CLI end to end."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ def _run(*args: str) -> object:
 
 
 def test_cv_on_real_cohort_same_splits_disjoint_patients() -> None:
-    res = cross_validate(load_dataset("breast_transbig"), "dmfs", n_splits=3, n_boot=50,
-                         progress=False)
+    res = cross_validate(
+        load_dataset("breast_transbig"), "dmfs", n_splits=3, n_boot=50, progress=False
+    )
     pred = res.predictions
     assert set(pred["model"]) == {"ensemble", "baseline_coxnet"}
     by_model = {m: d.sort_values("sample_id") for m, d in pred.groupby("model")}
@@ -36,8 +37,15 @@ def test_cv_on_real_cohort_same_splits_disjoint_patients() -> None:
         assert not set(d["patient_id"]) & others
     assert res.metrics["c_index"].estimate > 0.55  # real signal in the 76-gene cohort
     assert res.metrics["c_index"].ci_low < res.metrics["c_index"].estimate
-    assert {"uno_c", "td_auc", "integrated_brier", "hazard_ratio", "logrank_p",
-            "delta_c_index", "auc"} <= set(res.metrics)
+    assert {
+        "uno_c",
+        "td_auc",
+        "integrated_brier",
+        "hazard_ratio",
+        "logrank_p",
+        "delta_c_index",
+        "auc",
+    } <= set(res.metrics)
     assert res.importance is not None and res.importance["selected_fraction"].max() == 1.0
 
 
@@ -58,8 +66,19 @@ def test_cli_datasets_list_and_show() -> None:
 
 
 def test_cli_evaluate_json_contract() -> None:
-    r = _run("expression", "evaluate", "--dataset", "breast_transbig", "--outcome", "dmfs",
-             "--cv", "3", "--n-boot", "30", "--json")
+    r = _run(
+        "expression",
+        "evaluate",
+        "--dataset",
+        "breast_transbig",
+        "--outcome",
+        "dmfs",
+        "--cv",
+        "3",
+        "--n-boot",
+        "30",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert set(out["c_index"]) == {"estimate", "ci_low", "ci_high"}
@@ -67,18 +86,47 @@ def test_cli_evaluate_json_contract() -> None:
     assert "baseline_c_index" in out and "delta_c_index" in out
 
 
-def test_cli_user_files_fit_predict_evaluate_report(planted_files: tuple[Path, Path],
-                                                    tmp_path: Path) -> None:
+def test_cli_user_files_fit_predict_evaluate_report(
+    planted_files: tuple[Path, Path], tmp_path: Path
+) -> None:
     e, c = planted_files
-    common = ["--expression", str(e), "--clinical", str(c), "--outcome", "relapse_24",
-              "--event-col", "relapse", "--time-col", "months", "--time-unit", "months",
-              "--patient-col", "patient"]
+    common = [
+        "--expression",
+        str(e),
+        "--clinical",
+        str(c),
+        "--outcome",
+        "relapse_24",
+        "--event-col",
+        "relapse",
+        "--time-col",
+        "months",
+        "--time-unit",
+        "months",
+        "--patient-col",
+        "patient",
+    ]
     run_dir = tmp_path / "run"
-    r = _run("expression", "evaluate", *common, "--cv", "3", "--n-boot", "30", "--horizon",
-             "24m", "--out", str(run_dir))
+    r = _run(
+        "expression",
+        "evaluate",
+        *common,
+        "--cv",
+        "3",
+        "--n-boot",
+        "30",
+        "--horizon",
+        "24m",
+        "--out",
+        str(run_dir),
+    )
     assert r.exit_code == 0, r.output
-    assert {p.name for p in run_dir.iterdir()} >= {"predictions.csv", "metrics.json",
-                                                    "run.json", "importance.csv"}
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "predictions.csv",
+        "metrics.json",
+        "run.json",
+        "importance.csv",
+    }
     run = json.loads((run_dir / "run.json").read_text())
     assert run["seed"] == 0 and run["horizon"] == 24.0
     r = _run("expression", "report", str(run_dir), "--pdf")
@@ -92,8 +140,15 @@ def test_cli_user_files_fit_predict_evaluate_report(planted_files: tuple[Path, P
     assert r.exit_code == 0, r.output
     profile = pd.read_csv(e, index_col=0).iloc[:3].drop(columns=["G39"])
     profile.to_csv(tmp_path / "profile.csv")
-    r = _run("expression", "predict", "--model", str(model_dir), "--expression",
-             str(tmp_path / "profile.csv"), "--json")
+    r = _run(
+        "expression",
+        "predict",
+        "--model",
+        str(model_dir),
+        "--expression",
+        str(tmp_path / "profile.csv"),
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)
     assert payload["genes_imputed"] == 1 and len(payload["predictions"]) == 3
@@ -108,9 +163,27 @@ def test_cli_errors_are_one_clear_line(planted_files: tuple[Path, Path]) -> None
 
     e, c = planted_files
     proc = subprocess.run(
-        [sys.executable, "-m", "metastat.cli.main", "expression", "evaluate", "--expression",
-         str(e), "--clinical", str(c), "--outcome", "x", "--event-col", "relapse",
-         "--time-col", "monthz"], capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "metastat.cli.main",
+            "expression",
+            "evaluate",
+            "--expression",
+            str(e),
+            "--clinical",
+            str(c),
+            "--outcome",
+            "x",
+            "--event-col",
+            "relapse",
+            "--time-col",
+            "monthz",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "no column 'monthz'" in proc.stderr and "Did you mean 'months'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -118,7 +191,14 @@ def test_cli_errors_are_one_clear_line(planted_files: tuple[Path, Path]) -> None
 
 def test_user_cohort_matches_builtin_handling(planted_files: tuple[Path, Path]) -> None:
     e, c = planted_files
-    adata = load_cohort(e, clinical=c, patient_col="patient", outcome="dfs",
-                        event_col="relapse", time_col="months", time_unit="months")
+    adata = load_cohort(
+        e,
+        clinical=c,
+        patient_col="patient",
+        outcome="dfs",
+        event_col="relapse",
+        time_col="months",
+        time_unit="months",
+    )
     assert adata.obs["patient_id"].nunique() == 60
     assert np.isfinite(np.asarray(adata.X)).all()

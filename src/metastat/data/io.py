@@ -76,11 +76,16 @@ def load_cohort(
     if outcome is not None:
         if event_col is None:
             raise InputError(f"outcome {outcome!r} needs an event column (--event-col).")
-        spec = OutcomeSpec(kind=kind or ("survival" if time_col else "binary"),  # type: ignore[arg-type]
-                           event=event_col, time=time_col, time_unit=time_unit,  # type: ignore[arg-type]
-                           horizon=horizon)
+        spec = OutcomeSpec(
+            kind=kind or ("survival" if time_col else "binary"),  # type: ignore[arg-type]
+            event=event_col,
+            time=time_col,
+            time_unit=time_unit,  # type: ignore[arg-type]
+            horizon=horizon,
+        )
         adata.uns["metastat"].setdefault("outcomes", {})[outcome] = spec.model_dump(
-            exclude_none=True)
+            exclude_none=True
+        )
         from metastat.data.outcomes import resolve_outcome
 
         resolve_outcome(adata, outcome)  # validate columns and values now, not mid-run

@@ -142,7 +142,10 @@ def binary_at_horizon(time: np.ndarray, event: np.ndarray, horizon: float) -> np
 
 
 def resolve_outcome(
-    adata: ad.AnnData, name: str, *, horizon: str | float | None = None,
+    adata: ad.AnnData,
+    name: str,
+    *,
+    horizon: str | float | None = None,
     spec: OutcomeSpec | None = None,
 ) -> Outcome:
     """Read outcome ``name`` from a cohort (its registry spec, or an explicit ``spec``)."""

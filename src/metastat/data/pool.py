@@ -18,8 +18,9 @@ from metastat.data.outcomes import DAYS_PER, resolve_outcome
 from metastat.errors import InputError
 
 
-def pool_cohorts(cohorts: list[ad.AnnData], outcome: str,
-                 report: GeneReport | None = None) -> ad.AnnData:
+def pool_cohorts(
+    cohorts: list[ad.AnnData], outcome: str, report: GeneReport | None = None
+) -> ad.AnnData:
     """One cohort of all samples with outcome ``outcome`` and ``obs['cohort']`` as batch."""
     if len(cohorts) < 2:
         raise InputError("pooling needs at least two cohorts.")
@@ -30,22 +31,33 @@ def pool_cohorts(cohorts: list[ad.AnnData], outcome: str,
         name = cohort_name(adata)
         r = resolve_outcome(adata, outcome)
         if r.kind != first.kind:
-            raise InputError(f"outcome {outcome!r} is {r.kind} in {name!r} but {first.kind} in "
-                             f"{cohort_name(aligned[0])!r}.")
+            raise InputError(
+                f"outcome {outcome!r} is {r.kind} in {name!r} but {first.kind} in "
+                f"{cohort_name(aligned[0])!r}."
+            )
         scale = 1.0
         if r.time_unit and first.time_unit:
             scale = DAYS_PER[r.time_unit] / DAYS_PER[first.time_unit]
-        obs = pd.DataFrame({
-            "cohort": name, "event": r.event,
-            "time": r.time * scale if r.time is not None else np.nan,
-            PATIENT_ID: [f"{name}:{p}" for p in adata.obs[PATIENT_ID].astype(str)],
-        }, index=[f"{name}:{s}" for s in adata.obs_names])
+        obs = pd.DataFrame(
+            {
+                "cohort": name,
+                "event": r.event,
+                "time": r.time * scale if r.time is not None else np.nan,
+                PATIENT_ID: [f"{name}:{p}" for p in adata.obs[PATIENT_ID].astype(str)],
+            },
+            index=[f"{name}:{s}" for s in adata.obs_names],
+        )
         if first.kind == "binary":
             obs["status"] = r.binary
         parts.append(ad.AnnData(np.asarray(adata.X, dtype=float), obs=obs, var=adata.var.copy()))
     pooled = ad.concat(parts, join="inner", merge="first")
-    spec = {"kind": first.kind, "event": "status" if first.kind == "binary" else "event",
-            "time": "time", "time_unit": first.time_unit, "horizon": first.horizon}
+    spec = {
+        "kind": first.kind,
+        "event": "status" if first.kind == "binary" else "event",
+        "time": "time",
+        "time_unit": first.time_unit,
+        "horizon": first.horizon,
+    }
     pooled.uns["metastat"] = {
         "name": "+".join(cohort_name(c) for c in aligned),
         "outcomes": {outcome: {k: v for k, v in spec.items() if v is not None}},

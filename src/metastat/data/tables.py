@@ -71,10 +71,19 @@ def read_table(path: str | Path, *, index_col: str | int | None = 0) -> pd.DataF
             header = next(csv.reader(fh, delimiter=sep))
         id_pos = None
         if index_col is not None:
-            id_pos = (index_col if isinstance(index_col, int)
-                      else _column_position(path, header, index_col))
-        body = pd.read_csv(path, sep=sep, header=None, skiprows=1, low_memory=False,
-                           dtype=None if id_pos is None else {id_pos: str})
+            id_pos = (
+                index_col
+                if isinstance(index_col, int)
+                else _column_position(path, header, index_col)
+            )
+        body = pd.read_csv(
+            path,
+            sep=sep,
+            header=None,
+            skiprows=1,
+            low_memory=False,
+            dtype=None if id_pos is None else {id_pos: str},
+        )
     except InputError:
         raise
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error, OSError, ValueError) as exc:

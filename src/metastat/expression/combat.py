@@ -28,15 +28,18 @@ class ComBat:
         batch = np.asarray(batch).astype(str)
         unknown = sorted(set(batch) - set(self.levels))
         if unknown:
-            raise InputError(f"ComBat was fitted on batches {self.levels.tolist()}, not "
-                             f"{unknown}; score a new cohort with scale='batch' instead.")
+            raise InputError(
+                f"ComBat was fitted on batches {self.levels.tolist()}, not "
+                f"{unknown}; score a new cohort with scale='batch' instead."
+            )
         codes = np.searchsorted(self.levels, batch)
         z = (x - self.grand) / self.sd
         return (z - self.gamma[codes]) / np.sqrt(self.delta[codes]) * self.sd + self.grand
 
 
-def fit_combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float = 1e-4
-               ) -> ComBat:
+def fit_combat(
+    x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float = 1e-4
+) -> ComBat:
     """Estimate ComBat parameters on ``x`` (samples x genes) with batch labels ``batch``."""
     batch = np.asarray(batch).astype(str)
     levels, codes = np.unique(batch, return_inverse=True)
@@ -71,8 +74,10 @@ def fit_combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: fl
             g_new = (t2[b] * nb * gamma_hat[b] + d_old * gamma_bar[b]) / (t2[b] * nb + d_old)
             ssq = ((zb - g_new) ** 2).sum(axis=0)
             d_new = (b_prior[b] + 0.5 * ssq) / (nb / 2 + a_prior[b] - 1)
-            change = max(np.max(np.abs(g_new - g_old) / (np.abs(g_old) + 1e-12)),
-                         np.max(np.abs(d_new - d_old) / (np.abs(d_old) + 1e-12)))
+            change = max(
+                np.max(np.abs(g_new - g_old) / (np.abs(g_old) + 1e-12)),
+                np.max(np.abs(d_new - d_old) / (np.abs(d_old) + 1e-12)),
+            )
             g_old, d_old = g_new, d_new
             if change < tol:
                 break

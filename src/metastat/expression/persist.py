@@ -54,20 +54,30 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
     """Write ``model`` to directory ``path`` (arrays first, manifest last, both atomically)."""
     coef = getattr(model.learner_, "coef_", None)
     if coef is None:
-        raise ModelError(f"model {model.model!r} is not linear in genes and cannot be saved "
-                         "without pickle; save 'ensemble', 'coxnet', 'logistic' or 'signature'.")
+        raise ModelError(
+            f"model {model.model!r} is not linear in genes and cannot be saved "
+            "without pickle; save 'ensemble', 'coxnet', 'logistic' or 'signature'."
+        )
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     pre = model.preprocessor_
-    arrays = {"coef": np.asarray(coef, dtype=np.float64), "median_in": pre.median_in_,
-              "mean": pre.mean_, "sd": pre.sd_,
-              "risk_quantiles": np.asarray(model.train_risk_quantiles_, dtype=np.float64)}
+    arrays = {
+        "coef": np.asarray(coef, dtype=np.float64),
+        "median_in": pre.median_in_,
+        "mean": pre.mean_,
+        "sd": pre.sd_,
+        "risk_quantiles": np.asarray(model.train_risk_quantiles_, dtype=np.float64),
+    }
     if pre.quantile:
         arrays["reference"] = pre.reference_
     combat = getattr(pre, "combat_", None)
     if combat is not None:
-        arrays |= {"combat_grand": combat.grand, "combat_sd": combat.sd,
-                   "combat_gamma": combat.gamma, "combat_delta": combat.delta}
+        arrays |= {
+            "combat_grand": combat.grand,
+            "combat_sd": combat.sd,
+            "combat_gamma": combat.gamma,
+            "combat_delta": combat.delta,
+        }
     if model.cox_slope_ is not None:
         arrays["base_times"] = model.base_times_
         arrays["base_cumhaz"] = model.base_cumhaz_
@@ -75,12 +85,24 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
     save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}, tmp)
     tmp.replace(out / ARRAYS)
     manifest = {
-        "format": FORMAT, "metastat": __version__, "model": model.model, "task": model.task,
-        "horizon": model.horizon, "seed": model.seed,
-        "preprocessing": {"log": bool(pre.log_), "quantile": pre.quantile, "scale": pre.scale,
-                          "n_genes": model.n_genes, "max_missing_genes": pre.max_missing_genes},
-        "genes_in": [str(g) for g in pre.genes_in_], "genes": [str(g) for g in pre.genes_],
-        "offset": _offset(model.learner_), "platt": model.platt_, "cox_slope": model.cox_slope_,
+        "format": FORMAT,
+        "metastat": __version__,
+        "model": model.model,
+        "task": model.task,
+        "horizon": model.horizon,
+        "seed": model.seed,
+        "preprocessing": {
+            "log": bool(pre.log_),
+            "quantile": pre.quantile,
+            "scale": pre.scale,
+            "n_genes": model.n_genes,
+            "max_missing_genes": pre.max_missing_genes,
+        },
+        "genes_in": [str(g) for g in pre.genes_in_],
+        "genes": [str(g) for g in pre.genes_],
+        "offset": _offset(model.learner_),
+        "platt": model.platt_,
+        "cox_slope": model.cox_slope_,
         "risk_cut": model.risk_cut_,
         "combat_batches": None if combat is None else combat.levels.tolist(),
         "sha256": hashlib.sha256((out / ARRAYS).read_bytes()).hexdigest(),
@@ -106,11 +128,22 @@ def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
         raise ModelError(f"{arr}: checksum mismatch; the file is corrupt or was changed.")
     a = load_file(str(arr))
     p = manifest["preprocessing"]
-    model = RiskModel(manifest["model"], task=manifest["task"], horizon=manifest["horizon"],
-                      quantile=p["quantile"], n_genes=p["n_genes"], scale=p["scale"],
-                      seed=manifest["seed"])
-    pre = ExpressionPreprocessor(log=p["log"], quantile=p["quantile"], n_genes=p["n_genes"],
-                                 scale=p["scale"], max_missing_genes=p["max_missing_genes"])
+    model = RiskModel(
+        manifest["model"],
+        task=manifest["task"],
+        horizon=manifest["horizon"],
+        quantile=p["quantile"],
+        n_genes=p["n_genes"],
+        scale=p["scale"],
+        seed=manifest["seed"],
+    )
+    pre = ExpressionPreprocessor(
+        log=p["log"],
+        quantile=p["quantile"],
+        n_genes=p["n_genes"],
+        scale=p["scale"],
+        max_missing_genes=p["max_missing_genes"],
+    )
     pre.log_ = p["log"]
     pre.genes_in_ = np.asarray(manifest["genes_in"], dtype=object)
     pre.genes_ = np.asarray(manifest["genes"], dtype=object)
@@ -119,8 +152,13 @@ def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
         pre.reference_ = a["reference"]
     pre.combat_ = None
     if manifest.get("combat_batches"):
-        pre.combat_ = ComBat(np.asarray(manifest["combat_batches"]), a["combat_grand"],
-                             a["combat_sd"], a["combat_gamma"], a["combat_delta"])
+        pre.combat_ = ComBat(
+            np.asarray(manifest["combat_batches"]),
+            a["combat_grand"],
+            a["combat_sd"],
+            a["combat_gamma"],
+            a["combat_delta"],
+        )
     model.preprocessor_ = pre
     model.learner_ = LinearLearner(a["coef"], manifest["offset"])
     model.platt_ = tuple(manifest["platt"]) if manifest["platt"] else None

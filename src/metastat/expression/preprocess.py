@@ -56,20 +56,24 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         self.max_missing_genes = max_missing_genes
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, x: pd.DataFrame, y: object = None, batch: np.ndarray | None = None
-            ) -> ExpressionPreprocessor:
+    def fit(
+        self, x: pd.DataFrame, y: object = None, batch: np.ndarray | None = None
+    ) -> ExpressionPreprocessor:
         self._fit_transform(_as_frame(x, "fit"), batch)
         return self
 
-    def fit_transform(self, x: pd.DataFrame, y: object = None, batch: np.ndarray | None = None,
-                      **_: object) -> pd.DataFrame:
+    def fit_transform(
+        self, x: pd.DataFrame, y: object = None, batch: np.ndarray | None = None, **_: object
+    ) -> pd.DataFrame:
         return self._fit_transform(_as_frame(x, "fit"), batch)
 
     def _fit_transform(self, x: pd.DataFrame, batch: np.ndarray | None) -> pd.DataFrame:
         if x.columns.duplicated().any():
             dup = list(x.columns[x.columns.duplicated()][:5])
-            raise InputError(f"duplicated gene columns {dup}: "
-                             "collapse genes first (metastat.data.genes.collapse_genes).")
+            raise InputError(
+                f"duplicated gene columns {dup}: "
+                "collapse genes first (metastat.data.genes.collapse_genes)."
+            )
         values = x.to_numpy(dtype=float)
         self.log_ = looks_linear(values) if self.log == "auto" else bool(self.log)
         values = self._log(values, x)
@@ -124,11 +128,14 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         values = np.where(np.isnan(values), self.median_in_, values)
         if self.quantile:
             values = self._quantile(values)
-        if getattr(self, "combat_", None) is not None and (batch is not None
-                                                          or self.scale != "batch"):
+        if getattr(self, "combat_", None) is not None and (
+            batch is not None or self.scale != "batch"
+        ):
             if batch is None:
-                raise InputError("this model was trained on several cohorts with ComBat: pass "
-                                 "the batch (cohort) of each sample, or use scale='batch'.")
+                raise InputError(
+                    "this model was trained on several cohorts with ComBat: pass "
+                    "the batch (cohort) of each sample, or use scale='batch'."
+                )
             values = self.combat_.apply(values, np.asarray(batch))
         pos = pd.Index(self.genes_in_).get_indexer(self.genes_)
         values = values[:, pos]

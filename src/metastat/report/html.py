@@ -37,8 +37,10 @@ def figures_of(run_dir: Path) -> list[tuple[str, Figure]]:
     meta = json.loads((run_dir / "run.json").read_text())
     figs: list[tuple[str, Figure | None]] = [
         ("ROC curves", plots.roc_figure(pred)),
-        ("Kaplan-Meier by risk group (training-fold median cut)",
-         plots.km_figure(pred, meta["model"], meta.get("time_unit"))),
+        (
+            "Kaplan-Meier by risk group (training-fold median cut)",
+            plots.km_figure(pred, meta["model"], meta.get("time_unit")),
+        ),
         ("Calibration", plots.calibration_figure(pred)),
         ("Decision curve", plots.decision_curve_figure(pred)),
     ]
@@ -57,24 +59,42 @@ def write_report(run_dir: str | Path, out: str | Path, *, pdf: bool = False) -> 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     meta = json.loads((run_dir / "run.json").read_text())
     figs = figures_of(run_dir)
-    rows = [{"name": k, "model": _fmt(v), "baseline": _fmt(metrics.get(f"baseline_{k}")),
-             "delta": _fmt(metrics.get(f"delta_{k}"))}
-            for k, v in metrics.items() if not k.startswith(("baseline_", "delta_"))]
+    rows = [
+        {
+            "name": k,
+            "model": _fmt(v),
+            "baseline": _fmt(metrics.get(f"baseline_{k}")),
+            "delta": _fmt(metrics.get(f"delta_{k}")),
+        }
+        for k, v in metrics.items()
+        if not k.startswith(("baseline_", "delta_"))
+    ]
     if meta.get("kind") == "external":
         title = f"{meta['train']} -> {meta['test']}: {meta['outcome']}"
-        summary = (f"Trained on {meta['train']} (n={meta['n_train']}), tested on {meta['test']} "
-                   f"(n={meta['n_test']}), {meta.get('n_genes')} shared genes.")
+        summary = (
+            f"Trained on {meta['train']} (n={meta['n_train']}), tested on {meta['test']} "
+            f"(n={meta['n_test']}), {meta.get('n_genes')} shared genes."
+        )
     else:
         title = f"{meta.get('cohort')}: {meta['outcome']} ({meta.get('n_splits')}-fold CV)"
-        summary = (f"{meta.get('n_samples')} samples of {meta.get('n_patients')} patients, "
-                   f"{meta.get('n_splits')}-fold patient-grouped CV x {meta.get('n_repeats')}.")
-    env = Environment(loader=PackageLoader("metastat.report", "templates"),
-                      autoescape=select_autoescape())
+        summary = (
+            f"{meta.get('n_samples')} samples of {meta.get('n_patients')} patients, "
+            f"{meta.get('n_splits')}-fold patient-grouped CV x {meta.get('n_repeats')}."
+        )
+    env = Environment(
+        loader=PackageLoader("metastat.report", "templates"), autoescape=select_autoescape()
+    )
     html = env.get_template("report.html").render(
-        title=title, summary=summary, rows=rows, model=meta["model"], baseline=meta["baseline"],
-        n_boot=meta.get("n_boot"), version=__version__,
+        title=title,
+        summary=summary,
+        rows=rows,
+        model=meta["model"],
+        baseline=meta["baseline"],
+        n_boot=meta.get("n_boot"),
+        version=__version__,
         figures=[{"alt": t, "data": _png(f)} for t, f in figs],
-        meta=[(k, v) for k, v in meta.items() if k not in ("genes",)])
+        meta=[(k, v) for k, v in meta.items() if k not in ("genes",)],
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, html)
     if pdf:

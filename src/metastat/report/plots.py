@@ -35,8 +35,13 @@ def roc_figure(pred: pd.DataFrame) -> Figure | None:
         d = _of(pred, m)
         d = d[d["binary"].notna()]
         fpr, tpr, _ = roc_curve(d["binary"].astype(int), d["risk"])
-        ax.plot(fpr, tpr, color=color, lw=2,
-                label=f"{m} (AUC {M.auc(d['binary'].to_numpy(int), d['risk'].to_numpy()):.3f})")
+        ax.plot(
+            fpr,
+            tpr,
+            color=color,
+            lw=2,
+            label=f"{m} (AUC {M.auc(d['binary'].to_numpy(int), d['risk'].to_numpy()):.3f})",
+        )
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC")
     ax.legend(loc="lower right", fontsize=8)
@@ -64,8 +69,12 @@ def km_figure(pred: pd.DataFrame, model: str, time_unit: str | None = None) -> F
         ax.step(t, s, where="post", color=color, lw=2, label=f"{label} (n={m.sum()})")
     _, p = M.logrank(y, high)
     hr = M.hazard_ratio(y, high)
-    ax.set(xlabel=f"time ({time_unit or 'as recorded'})", ylabel="event-free probability",
-           ylim=(0, 1.02), title=f"{model}: log-rank p={p:.2g}, HR={hr:.2f}")
+    ax.set(
+        xlabel=f"time ({time_unit or 'as recorded'})",
+        ylabel="event-free probability",
+        ylim=(0, 1.02),
+        title=f"{model}: log-rank p={p:.2g}, HR={hr:.2f}",
+    )
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
@@ -81,11 +90,22 @@ def calibration_figure(pred: pd.DataFrame) -> Figure | None:
         d = d[d["binary"].notna() & d["prob"].notna()]
         y, p = d["binary"].to_numpy(int), d["prob"].to_numpy(float)
         mp, obs, _ = M.calibration_curve(y, p)
-        ax.plot(mp, obs, "o-", color=color, label=f"{m} (slope {M.calibration_slope(y, p):.2f},"
-                f" int. {M.calibration_intercept(y, p):.2f})")
+        ax.plot(
+            mp,
+            obs,
+            "o-",
+            color=color,
+            label=f"{m} (slope {M.calibration_slope(y, p):.2f},"
+            f" int. {M.calibration_intercept(y, p):.2f})",
+        )
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
-    ax.set(xlabel="predicted probability", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
-           title="Calibration")
+    ax.set(
+        xlabel="predicted probability",
+        ylabel="observed frequency",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="Calibration",
+    )
     ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return fig
@@ -105,12 +125,21 @@ def decision_curve_figure(pred: pd.DataFrame) -> Figure | None:
         first = y if first is None else first
         ax.plot(thresholds, M.net_benefit(y, p, thresholds), color=color, lw=2, label=m)
     if first is not None:
-        ax.plot(thresholds, M.net_benefit(first, np.ones(len(first)), thresholds), color="grey",
-                lw=1, label="treat all")
+        ax.plot(
+            thresholds,
+            M.net_benefit(first, np.ones(len(first)), thresholds),
+            color="grey",
+            lw=1,
+            label="treat all",
+        )
     ax.axhline(0, color="black", lw=1, label="treat none")
     prev = float(np.mean(first)) if first is not None else 0.5
-    ax.set(xlabel="threshold probability", ylabel="net benefit", ylim=(-0.05, max(prev, 0.05)),
-           title="Decision curve")
+    ax.set(
+        xlabel="threshold probability",
+        ylabel="net benefit",
+        ylim=(-0.05, max(prev, 0.05)),
+        title="Decision curve",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -123,8 +152,10 @@ def importance_figure(importance: pd.DataFrame, top: int = 20) -> Figure:
     colors = [COLORS[0] if v > 0 else COLORS[1] for v in d["mean_weight"]]
     ax.barh(d.index.astype(str), d["mean_weight"], xerr=d.get("sd_weight"), color=colors)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set(xlabel="weight on standardised expression (+ = higher risk)",
-           title=f"Top {len(d)} genes (mean over folds)")
+    ax.set(
+        xlabel="weight on standardised expression (+ = higher risk)",
+        title=f"Top {len(d)} genes (mean over folds)",
+    )
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     return fig
