@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -166,91 +165,77 @@ class LogisticCV(BaseEstimator):
         return np.asarray(x, dtype=float) @ self.coef_ + self.intercept_
 
 
-class BaselineLogistic(LogisticCV):
+class _CrossFitted(BaseEstimator):
+    """An untuned learner whose ``oof_risk_`` comes from refitting it on inner folds."""
+
+    seed: int
+
+    def _rows(self, y: np.ndarray) -> np.ndarray:
+        return np.ones(len(y), dtype=bool)
+
+    def _fit_once(self, x: np.ndarray, y: np.ndarray) -> _CrossFitted:
+        raise NotImplementedError
+
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> _CrossFitted:
+        x = np.asarray(x, dtype=float)
+        rows = np.flatnonzero(self._rows(y))
+        label = np.nan_to_num(y["binary"]) if np.isnan(y["time"]).all() else y["event"]
+        g = None if groups is None else np.asarray(groups)[rows]
+        self.oof_risk_ = np.full(len(y), np.nan)
+        for tr, te in _inner_splits(y[rows], g, 3, self.seed, label[rows]):
+            inner = clone(self)._fit_once(x[rows[tr]], y[rows[tr]])
+            self.oof_risk_[rows[te]] = inner.predict(x[rows[te]])
+        return self._fit_once(x, y)
+
+
+class BaselineLogistic(_CrossFitted):
     """Plain baseline: L2 logistic regression, default C = 1, no tuning."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def fit(
-        self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
-    ) -> BaselineLogistic:
-        known = ~np.isnan(y["binary"])
-        model = LogisticRegression(max_iter=5000).fit(
-            np.asarray(x)[known], y["binary"][known].astype(int)
-        )
-        self.model_, self.coef_ = model, model.coef_[0].copy()
-        self.intercept_ = float(model.intercept_[0])
-        self.oof_risk_ = _cross_fit(self, x, y, groups, known)
+    def _rows(self, y: np.ndarray) -> np.ndarray:
+        return ~np.isnan(y["binary"])
+
+    def _fit_once(self, x: np.ndarray, y: np.ndarray) -> BaselineLogistic:
+        known = self._rows(y)
+        model = LogisticRegression(max_iter=5000).fit(x[known], y["binary"][known].astype(int))
+        self.coef_, self.intercept_ = model.coef_[0].copy(), float(model.intercept_[0])
         return self
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=float) @ self.coef_ + self.intercept_
 
-class BaselineCoxNet(BaseEstimator):
+
+class BaselineCoxNet(_CrossFitted):
     """Plain baseline: scikit-survival's CoxNet with its defaults (prediction at the last alpha)."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> BaselineCoxNet:
+    def _fit_once(self, x: np.ndarray, y: np.ndarray) -> BaselineCoxNet:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.model_ = CoxnetSurvivalAnalysis(fit_baseline_model=True).fit(
-                np.asarray(x, dtype=float), surv_of(y)
-            )
-        self.coef_ = self.model_.coef_[:, -1].copy()
-        self.oof_risk_ = _cross_fit(self, x, y, groups, np.ones(len(y), dtype=bool))
+            model = CoxnetSurvivalAnalysis().fit(x, surv_of(y))
+        self.coef_ = model.coef_[:, -1].copy()
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, dtype=float) @ self.coef_
 
 
-def _cross_fit(
-    est: BaseEstimator,
-    x: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray | None,
-    rows: np.ndarray,
-    n_splits: int = 3,
-) -> np.ndarray:
-    """Out-of-inner-fold risks of an untuned learner (for calibration)."""
-    oof = np.full(len(y), np.nan)
-    label = np.nan_to_num(y["binary"]) if np.isnan(y["time"]).all() else y["event"]
-    x = np.asarray(x, dtype=float)
-    idx = np.flatnonzero(rows)
-    g = None if groups is None else np.asarray(groups)[idx]
-    for tr, te in _inner_splits(y[idx], g, n_splits, getattr(est, "seed", 0), label[idx]):
-        inner = _fit_plain(clone(est), x[idx][tr], y[idx][tr])
-        oof[idx[te]] = inner.predict(x[idx][te])
-    return oof
-
-
-def _fit_plain(est: BaseEstimator, x: np.ndarray, y: np.ndarray) -> BaseEstimator:
-    """Fit a baseline without its own cross-fitting (avoids recursion)."""
-    if isinstance(est, BaselineLogistic):
-        known = ~np.isnan(y["binary"])
-        m = LogisticRegression(max_iter=5000).fit(x[known], y["binary"][known].astype(int))
-        est.coef_, est.intercept_ = m.coef_[0].copy(), float(m.intercept_[0])
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            m = CoxnetSurvivalAnalysis().fit(x, surv_of(y))
-        est.coef_ = m.coef_[:, -1].copy()
-    return est
-
-
-class TreeSurvival(BaseEstimator):
-    """Gradient-boosted survival or random survival forest (scikit-survival), fixed sensible
-    hyper-parameters, with inner cross-fitted risks for calibration."""
+class TreeSurvival(_CrossFitted):
+    """Gradient-boosted survival or random survival forest (scikit-survival) with fixed, sensible
+    hyper-parameters."""
 
     def __init__(self, kind: str = "gbs", n_estimators: int = 200, seed: int = 0) -> None:
         self.kind = kind
         self.n_estimators = n_estimators
         self.seed = seed
 
-    def _model(self) -> BaseEstimator:
+    def _fit_once(self, x: np.ndarray, y: np.ndarray) -> TreeSurvival:
         if self.kind == "gbs":
-            return GradientBoostingSurvivalAnalysis(
+            model = GradientBoostingSurvivalAnalysis(
                 n_estimators=self.n_estimators,
                 learning_rate=0.05,
                 max_depth=2,
@@ -258,28 +243,18 @@ class TreeSurvival(BaseEstimator):
                 max_features="sqrt",
                 random_state=self.seed,
             )
-        if self.kind == "rsf":
-            return RandomSurvivalForest(
+        elif self.kind == "rsf":
+            model = RandomSurvivalForest(
                 n_estimators=self.n_estimators,
                 min_samples_leaf=10,
                 max_features="sqrt",
                 n_jobs=1,
                 random_state=self.seed,
             )
-        raise InputError(f"unknown tree learner {self.kind!r}; use 'gbs' or 'rsf'.")
-
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> TreeSurvival:
-        x = np.asarray(x, dtype=float)
-        ys = surv_of(y)
-        self.oof_risk_ = np.zeros(len(y))
-        for tr, te in _inner_splits(y, groups, 3, self.seed, y["event"]):
-            self.oof_risk_[te] = self._model().fit(x[tr], ys[tr]).predict(x[te])
-        self.model_ = self._model().fit(x, ys)
+        else:
+            raise InputError(f"unknown tree learner {self.kind!r}; use 'gbs' or 'rsf'.")
+        self.model_ = model.fit(x, surv_of(y))
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.model_.predict(np.asarray(x, dtype=float))
-
-
-def as_frame(x: np.ndarray | pd.DataFrame) -> np.ndarray:
-    return x.to_numpy(dtype=float) if isinstance(x, pd.DataFrame) else np.asarray(x, dtype=float)
