@@ -36,7 +36,7 @@ def list_datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON
     for n in sorted(DATASETS):
         d = DATASETS[n]
         table.add_row(n, d.cancer, ", ".join(d.outcomes), d.platform, d.accession)
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
 
 
 @app.command("show")

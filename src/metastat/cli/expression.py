@@ -169,9 +169,10 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(result.to_json()))
     else:
-        _print_metrics(result, Console())
+        console = Console(width=max(Console().width, 110))
+        _print_metrics(result, console)
         if out is not None:
-            Console().print(f"wrote {out}/predictions.csv, metrics.json, run.json")
+            console.print(f"wrote {out}/predictions.csv, metrics.json, run.json")
 
 
 @app.command()

@@ -55,7 +55,7 @@ def bootstrap_metrics(
     codes, uniques = pd.factorize(frame[cluster])
     rows_of = [np.flatnonzero(codes == i) for i in range(len(uniques))]
     reps: dict[str, list[float]] = {k: [] for k in point}
-    for _ in tqdm(range(n_boot), desc="bootstrap", disable=not progress, leave=False):
+    for _ in tqdm(range(n_boot), desc="bootstrap", disable=None if progress else True, leave=False):
         chosen = rng.integers(0, len(uniques), len(uniques))
         idx = np.concatenate([rows_of[c] for c in chosen])
         values = compute(frame.iloc[idx])

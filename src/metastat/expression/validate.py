@@ -177,7 +177,9 @@ def cross_validate(
     rows, coefs = [], []
     t0 = time.perf_counter()
     jobs = [(s, m) for s in splits for m in (model, baseline)]
-    for split, m in tqdm(jobs, desc=f"CV {name}/{outcome_name}", disable=not progress):
+    for split, m in tqdm(
+        jobs, desc=f"CV {name}/{outcome_name}", disable=None if progress else True
+    ):
         est = RiskModel(
             m, task=outcome.kind, horizon=outcome.horizon, seed=seed, signatures=signatures
         )
@@ -282,7 +284,9 @@ def external_validate(
     rows = []
     t0 = time.perf_counter()
     coefs = []
-    for m in tqdm((model, baseline), desc=f"train {cohort_name(train)}", disable=not progress):
+    for m in tqdm(
+        (model, baseline), desc=f"train {cohort_name(train)}", disable=None if progress else True
+    ):
         est = RiskModel(
             m,
             task=out_tr.kind,
