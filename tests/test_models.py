@@ -147,3 +147,15 @@ def test_user_gene_sets(tmp_path: Path) -> None:
     from sksurv.util import Surv
 
     assert harrell_c(Surv.from_arrays(y["event"], y["time"]), model.predict(x)) > 0.7
+
+
+def test_profiles_on_another_scale_are_flagged(tmp_path: Path) -> None:
+    x, y, g = _data()
+    model = RiskModel("coxnet", task="survival", horizon=24.0).fit(x, y, g)
+    assert model.preprocessor_.check_scale(x) == []
+    other_platform = x * 0.3  # e.g. log10 values scored by a log2-trained model
+    warnings = model.preprocessor_.check_scale(other_platform.iloc[:3])
+    assert len(warnings) == 3 and "another platform" in warnings[0]
+    save_model(model, tmp_path / "m")
+    loaded, _ = load_model(tmp_path / "m")
+    assert len(loaded.preprocessor_.check_scale(other_platform.iloc[:3])) == 3

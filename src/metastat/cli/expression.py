@@ -191,6 +191,12 @@ def fit(
     seed: int = SeedOpt,
     horizon: str | None = HorizonOpt,
     signature: list[str] | None = SigOpt,
+    scale: str = typer.Option(
+        "train",
+        "--scale",
+        help="'train': standardise profiles with the training statistics (single profiles); "
+        "'batch': standardise each scored set by its own statistics (other platforms, >= 10).",
+    ),
 ) -> None:
     """Fit a model on a whole cohort and save it (JSON manifest + safetensors, no pickle)."""
     from metastat.expression.model import RiskModel
@@ -212,8 +218,15 @@ def fit(
     res = resolve_outcome(cohort, outcome, horizon=horizon)
     mask = _usable(res, cohort_name(cohort))
     name = model or default_model(res)
+    if scale not in ("train", "batch"):
+        raise InputError(f"--scale must be 'train' or 'batch', not {scale!r}.")
     est = RiskModel(
-        name, task=res.kind, horizon=res.horizon, seed=seed, signatures=_signatures(signature)
+        name,
+        task=res.kind,
+        horizon=res.horizon,
+        seed=seed,
+        scale=scale,  # type: ignore[arg-type]
+        signatures=_signatures(signature),
     )
     est.fit(expression_frame(cohort)[mask], _target(res, mask), patients(cohort)[mask])
     info = {
@@ -244,6 +257,7 @@ def predict(
     cohort = collapse_genes(cohort_from_options(dataset, expression, genes=genes), "symbol")
     x = expression_frame(cohort)
     missing = est.preprocessor_.missing_genes(x)
+    warnings = est.preprocessor_.check_scale(x)
     frame = est.predict_frame(x)
     frame["risk_group"] = np.where(frame["high_risk"], "high", "low")
     explanations = est.explain(x, top=top_genes)
@@ -258,6 +272,7 @@ def predict(
         "time_unit": manifest.get("time_unit"),
         "genes_imputed": len(missing),
         "genes_used": len(est.preprocessor_.genes_in_),
+        "warnings": warnings,
         "predictions": [
             {
                 "sample_id": str(sid),
@@ -270,6 +285,8 @@ def predict(
             for (sid, r), e in zip(frame.iterrows(), explanations, strict=True)
         ],
     }
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
     if missing:
         typer.echo(
             f"note: {len(missing)} of {len(est.preprocessor_.genes_in_)} model genes were "

@@ -104,6 +104,7 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
         "platt": model.platt_,
         "cox_slope": model.cox_slope_,
         "risk_cut": model.risk_cut_,
+        "sample_shift_sd": pre.sample_shift_sd_,
         "combat_batches": None if combat is None else combat.levels.tolist(),
         "sha256": hashlib.sha256((out / ARRAYS).read_bytes()).hexdigest(),
         **(info or {}),
@@ -148,6 +149,7 @@ def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
     pre.genes_in_ = np.asarray(manifest["genes_in"], dtype=object)
     pre.genes_ = np.asarray(manifest["genes"], dtype=object)
     pre.median_in_, pre.mean_, pre.sd_ = a["median_in"], a["mean"], a["sd"]
+    pre.sample_shift_sd_ = float(manifest.get("sample_shift_sd", 0.0))
     if p["quantile"]:
         pre.reference_ = a["reference"]
     pre.combat_ = None

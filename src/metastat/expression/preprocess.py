@@ -100,7 +100,26 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         self.mean_ = values.mean(axis=0)
         sd = values.std(axis=0, ddof=1) if len(values) > 1 else np.ones(values.shape[1])
         self.sd_ = np.where(sd > 1e-12, sd, 1.0)
+        z = (values - self.mean_) / self.sd_
+        self.sample_shift_sd_ = float(z.mean(axis=1).std()) if len(z) > 1 else 0.0
         return pd.DataFrame(self._standardise(values), index=x.index, columns=self.genes_)
+
+    def check_scale(self, x: pd.DataFrame) -> list[str]:
+        """Warnings for samples whose values sit far from the training distribution as a whole
+        (another platform or normalisation): their mean standardised expression is shifted by
+        more than 5 training standard deviations (+0.5)."""
+        if self.scale == "batch":
+            return []
+        z = ExpressionPreprocessor.transform(self, x).to_numpy()
+        shift = z.mean(axis=1)
+        limit = 5 * getattr(self, "sample_shift_sd_", 0.0) + 0.5
+        bad = np.flatnonzero(np.abs(shift) > limit)
+        return [
+            f"sample {x.index[i]!r}: expression is shifted by {shift[i]:+.1f} training SDs on "
+            "average; it looks like another platform or normalisation than the training data "
+            "(normalise it like the training cohort, or refit with --scale batch)"
+            for i in bad
+        ]
 
     # -- transforming -----------------------------------------------------------------------------
     def missing_genes(self, x: pd.DataFrame) -> list[str]:
