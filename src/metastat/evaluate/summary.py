@@ -1,0 +1,160 @@
+"""Summaries of a predictions table: every metric with its bootstrap CI.
+
+The predictions table is the contract between models of every modality and evaluation. Columns:
+``sample_id``, ``patient_id``, ``repeat``, ``fold``, ``risk`` (higher = worse), ``prob`` (event
+probability, binary or by the horizon; NaN if the model has none), ``high_risk`` (risk above the
+*training-fold* median), ``event``, ``time`` and ``binary`` (truth; NaN where unknown, e.g.
+censored before the horizon), and optionally ``surv_0..surv_k`` (survival probabilities at the
+times in ``surv_times``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from sksurv.util import Surv
+
+from metastat.evaluate import metrics as M
+from metastat.evaluate.bootstrap import Estimate, bootstrap_metrics
+
+PREDICTION_COLUMNS = ("sample_id", "patient_id", "repeat", "fold", "risk", "prob", "high_risk",
+                      "event", "time", "binary")
+
+
+def _binary_metrics(d: pd.DataFrame, threshold: float) -> dict[str, float]:
+    d = d[d["binary"].notna()]
+    y = d["binary"].to_numpy(dtype=int)
+    out = {"auc": M.auc(y, d["risk"].to_numpy())}
+    p = d["prob"].to_numpy(dtype=float)
+    if np.isfinite(p).all() and len(p):
+        out |= {
+            "accuracy": M.accuracy(y, p, threshold),
+            "balanced_accuracy": M.balanced_accuracy(y, p, threshold),
+            "sensitivity": M.sensitivity(y, p, threshold),
+            "specificity": M.specificity(y, p, threshold),
+            "brier": M.brier(y, p),
+            "calibration_slope": M.calibration_slope(y, p),
+            "calibration_intercept": M.calibration_intercept(y, p),
+        }
+    return out
+
+
+def _survival_metrics(d: pd.DataFrame, y_ref: np.ndarray, horizon: float | None,
+                      surv_times: Sequence[float] | None) -> dict[str, float]:
+    d = d[d["time"].notna() & d["event"].notna()]
+    if d.empty:
+        return {}
+    y = Surv.from_arrays(d["event"].to_numpy(dtype=bool), d["time"].to_numpy(dtype=float))
+    risk = d["risk"].to_numpy(dtype=float)
+    high = d["high_risk"].to_numpy(dtype=bool)
+    out = {"c_index": M.harrell_c(y, risk), "uno_c": M.uno_c(y_ref, y, risk, horizon),
+           "hazard_ratio": M.hazard_ratio(y, high), "logrank_p": M.logrank(y, high)[1]}
+    if horizon is not None:
+        out["td_auc"] = M.time_dependent_auc(y_ref, y, risk, horizon)
+        p = d["prob"].to_numpy(dtype=float)
+        if np.isfinite(p).all():
+            out["brier_at_horizon"] = M.brier_at(y_ref, y, 1 - p, horizon)
+    if surv_times is not None:
+        cols = [f"surv_{i}" for i in range(len(surv_times))]
+        if all(c in d.columns for c in cols):
+            times = np.asarray(surv_times, dtype=float)
+            ok = (times > y["time"].min()) & (times < y["time"].max())
+            if ok.sum() >= 2:
+                sp = d[cols].to_numpy(dtype=float)[:, ok]
+                out["integrated_brier"] = M.integrated_brier(y_ref, y, sp, times[ok])
+    return out
+
+
+def metric_function(
+    predictions: pd.DataFrame,
+    *,
+    horizon: float | None = None,
+    threshold: float = 0.5,
+    surv_times: Sequence[float] | None = None,
+) -> Callable[[pd.DataFrame], dict[str, float]]:
+    """The function computing every applicable metric on (a resample of) ``predictions``.
+
+    Binary metrics are computed whenever a binary truth exists (recorded status, or event by the
+    horizon), survival metrics whenever follow-up times exist; each is averaged over CV repeats.
+    The censoring distribution for IPCW metrics is estimated on all evaluated samples.
+    """
+    has_time = bool(predictions["time"].notna().any())
+    has_binary = bool(predictions["binary"].notna().any())
+    y_ref = None
+    if has_time:
+        ref = predictions.drop_duplicates("sample_id")
+        ref = ref[ref["time"].notna() & ref["event"].notna()]
+        y_ref = Surv.from_arrays(ref["event"].to_numpy(dtype=bool),
+                                 ref["time"].to_numpy(dtype=float))
+
+    def compute(frame: pd.DataFrame) -> dict[str, float]:
+        per_repeat = []
+        for _, d in frame.groupby("repeat", sort=True):
+            values: dict[str, float] = {}
+            if has_binary:
+                values |= _binary_metrics(d, threshold)
+            if y_ref is not None:
+                values |= _survival_metrics(d, y_ref, horizon, surv_times)
+            per_repeat.append(values)
+        keys = per_repeat[0].keys() if per_repeat else []
+        return {k: float(np.nanmean([r.get(k, np.nan) for r in per_repeat])) for k in keys}
+
+    return compute
+
+
+def summarise(
+    predictions: pd.DataFrame,
+    *,
+    horizon: float | None = None,
+    threshold: float = 0.5,
+    surv_times: Sequence[float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Estimate]:
+    """Every applicable metric of one model's predictions, with patient-bootstrap 95 % CIs."""
+    compute = metric_function(predictions, horizon=horizon, threshold=threshold,
+                              surv_times=surv_times)
+    return bootstrap_metrics(predictions, compute, n_boot=n_boot, seed=seed, progress=progress)
+
+
+def compare(
+    predictions: pd.DataFrame,
+    *,
+    primary: str,
+    baseline: str,
+    horizon: float | None = None,
+    threshold: float = 0.5,
+    surv_times: Sequence[float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Estimate]:
+    """Metrics of ``primary`` (bare names), ``baseline_<metric>`` and paired ``delta_<metric>``.
+
+    ``predictions`` holds both models' rows (column ``model``) on the same splits; the bootstrap
+    resamples patients once per replicate for both models, so the CI of each difference is paired.
+    """
+    fns = {m: metric_function(predictions[predictions["model"] == m], horizon=horizon,
+                              threshold=threshold, surv_times=surv_times)
+           for m in (primary, baseline)}
+
+    def compute(frame: pd.DataFrame) -> dict[str, float]:
+        a = fns[primary](frame[frame["model"] == primary])
+        b = fns[baseline](frame[frame["model"] == baseline])
+        out = dict(a)
+        out |= {f"baseline_{k}": v for k, v in b.items()}
+        out |= {f"delta_{k}": a[k] - b[k] for k in a if k in b and k not in DELTA_SKIP}
+        return out
+
+    return bootstrap_metrics(predictions, compute, n_boot=n_boot, seed=seed, progress=progress)
+
+
+DELTA_SKIP = frozenset({"logrank_p"})
+
+
+def metrics_json(estimates: dict[str, Estimate]) -> dict[str, dict[str, float | None]]:
+    """``{metric: {"estimate", "ci_low", "ci_high"}}`` (the CLI's ``--json`` shape)."""
+    return {k: v.as_dict() for k, v in estimates.items()}

@@ -1,0 +1,248 @@
+"""Learners ("heads") on preprocessed expression, scikit-learn / scikit-survival estimator API.
+
+Every head takes ``fit(X, y, groups=None)`` with ``y`` a target made by :func:`make_target`
+(fields ``event``, ``time``, ``binary``), exposes ``predict(X) -> risk`` (higher = worse) and,
+after fitting, ``oof_risk_``: out-of-inner-fold risks of the training samples at the chosen
+hyper-parameters (used for honest probability calibration). Linear heads expose ``coef_`` over
+input columns.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold
+from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
+from sksurv.linear_model import CoxnetSurvivalAnalysis
+from sksurv.metrics import concordance_index_censored
+from sksurv.util import Surv
+
+from metastat.errors import InputError, ValidationError
+
+TARGET_DTYPE = np.dtype([("event", bool), ("time", float), ("binary", float)])
+
+
+def make_target(event: np.ndarray, time: np.ndarray | None, binary: np.ndarray) -> np.ndarray:
+    """Structured target: event indicator, follow-up time (NaN if none), binary status (NaN unknown)."""
+    y = np.empty(len(event), dtype=TARGET_DTYPE)
+    y["event"] = np.nan_to_num(np.asarray(event, dtype=float)) > 0
+    y["time"] = np.full(len(event), np.nan) if time is None else np.asarray(time, dtype=float)
+    y["binary"] = np.asarray(binary, dtype=float)
+    return y
+
+
+def surv_of(y: np.ndarray) -> np.ndarray:
+    if np.isnan(y["time"]).any():
+        raise InputError("this learner needs follow-up times for every training sample.")
+    return Surv.from_arrays(y["event"], y["time"])
+
+
+def _inner_splits(y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int,
+                  label: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros(len(y)), label.astype(int), groups))
+
+
+def _harrell(y: np.ndarray, risk: np.ndarray) -> float:
+    if not y["event"].any():
+        return np.nan
+    return concordance_index_censored(y["event"], y["time"], risk)[0]
+
+
+class CoxNetCV(BaseEstimator):
+    """Elastic-net Cox (CoxNet) with (l1_ratio, alpha) chosen by inner patient-grouped CV on C-index."""
+
+    def __init__(self, l1_ratios: tuple[float, ...] = (0.1, 0.5, 0.9), n_alphas: int = 40,
+                 alpha_min_ratio: float = 0.02, inner_folds: int = 3, seed: int = 0) -> None:
+        self.l1_ratios = l1_ratios
+        self.n_alphas = n_alphas
+        self.alpha_min_ratio = alpha_min_ratio
+        self.inner_folds = inner_folds
+        self.seed = seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> CoxNetCV:
+        x = np.asarray(x, dtype=float)
+        ys = surv_of(y)
+        folds = _inner_splits(y, groups, self.inner_folds, self.seed, y["event"])
+        best = (-np.inf, None, None, None)
+        for l1 in self.l1_ratios:
+            path = self._coxnet(l1, None).fit(x, ys)
+            alphas = path.alphas_
+            oof = np.zeros((len(x), len(alphas)))
+            for tr, te in folds:
+                model = self._coxnet(l1, alphas).fit(x[tr], ys[tr])
+                oof[te] = np.column_stack([model.predict(x[te], alpha=a) for a in alphas])
+            scores = [np.nanmean([_harrell(ys[te], oof[te, k]) for _, te in folds])
+                      for k in range(len(alphas))]
+            k = int(np.nanargmax(scores))
+            if scores[k] > best[0]:
+                best = (scores[k], l1, alphas, k, oof[:, k])  # type: ignore[assignment]
+        self.inner_c_, self.l1_ratio_, alphas, k, self.oof_risk_ = best  # type: ignore[misc]
+        self.alpha_ = float(alphas[k])
+        self.model_ = self._coxnet(self.l1_ratio_, alphas, baseline=True).fit(x, ys)
+        self.coef_ = self.model_.coef_[:, k].copy()
+        return self
+
+    def _coxnet(self, l1: float, alphas: np.ndarray | None, baseline: bool = False
+                ) -> CoxnetSurvivalAnalysis:
+        return CoxnetSurvivalAnalysis(
+            l1_ratio=l1, alphas=alphas, n_alphas=self.n_alphas,
+            alpha_min_ratio=self.alpha_min_ratio, fit_baseline_model=baseline, max_iter=100000,
+        )
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=float) @ self.coef_
+
+
+class LogisticCV(BaseEstimator):
+    """Elastic-net logistic regression on the binary status (censored-before-horizon excluded),
+    with C chosen by inner patient-grouped CV on AUC."""
+
+    def __init__(self, cs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+                 l1_ratio: float = 0.5, inner_folds: int = 3, seed: int = 0) -> None:
+        self.cs = cs
+        self.l1_ratio = l1_ratio
+        self.inner_folds = inner_folds
+        self.seed = seed
+
+    def _model(self, c: float) -> LogisticRegression:
+        return LogisticRegression(C=c, l1_ratio=self.l1_ratio, solver="saga", max_iter=5000,
+                                  tol=1e-3)
+
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> LogisticCV:
+        from sklearn.metrics import roc_auc_score
+
+        known = ~np.isnan(y["binary"])
+        x, yb = np.asarray(x, dtype=float)[known], y["binary"][known].astype(int)
+        g = None if groups is None else np.asarray(groups)[known]
+        if np.unique(yb).size < 2:
+            raise ValidationError("the training fold has a single class at the horizon.")
+        folds = _inner_splits(y[known], g, self.inner_folds, self.seed, yb)
+        best = (-np.inf, 0.0, np.zeros(len(yb)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for c in self.cs:
+                oof = np.zeros(len(yb))
+                for tr, te in folds:
+                    oof[te] = self._model(c).fit(x[tr], yb[tr]).decision_function(x[te])
+                auc = roc_auc_score(yb, oof)
+                if auc > best[0]:
+                    best = (auc, c, oof)
+            self.inner_auc_, self.c_, oof = best
+            self.model_ = self._model(self.c_).fit(x, yb)
+        self.oof_risk_ = np.full(len(known), np.nan)
+        self.oof_risk_[known] = oof
+        self.coef_ = self.model_.coef_[0].copy()
+        self.intercept_ = float(self.model_.intercept_[0])
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=float) @ self.coef_ + self.intercept_
+
+
+class BaselineLogistic(LogisticCV):
+    """Plain baseline: L2 logistic regression, default C = 1, no tuning."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+            ) -> BaselineLogistic:
+        known = ~np.isnan(y["binary"])
+        model = LogisticRegression(max_iter=5000).fit(np.asarray(x)[known],
+                                                      y["binary"][known].astype(int))
+        self.model_, self.coef_ = model, model.coef_[0].copy()
+        self.intercept_ = float(model.intercept_[0])
+        self.oof_risk_ = _cross_fit(self, x, y, groups, known)
+        return self
+
+
+class BaselineCoxNet(BaseEstimator):
+    """Plain baseline: scikit-survival's CoxNet with its defaults (prediction at the last alpha)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+            ) -> BaselineCoxNet:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model_ = CoxnetSurvivalAnalysis(fit_baseline_model=True).fit(
+                np.asarray(x, dtype=float), surv_of(y))
+        self.coef_ = self.model_.coef_[:, -1].copy()
+        self.oof_risk_ = _cross_fit(self, x, y, groups, np.ones(len(y), dtype=bool))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=float) @ self.coef_
+
+
+def _cross_fit(est: BaseEstimator, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
+               rows: np.ndarray, n_splits: int = 3) -> np.ndarray:
+    """Out-of-inner-fold risks of an untuned learner (for calibration)."""
+    oof = np.full(len(y), np.nan)
+    label = np.nan_to_num(y["binary"]) if np.isnan(y["time"]).all() else y["event"]
+    x = np.asarray(x, dtype=float)
+    idx = np.flatnonzero(rows)
+    g = None if groups is None else np.asarray(groups)[idx]
+    for tr, te in _inner_splits(y[idx], g, n_splits, getattr(est, "seed", 0), label[idx]):
+        inner = _fit_plain(clone(est), x[idx][tr], y[idx][tr])
+        oof[idx[te]] = inner.predict(x[idx][te])
+    return oof
+
+
+def _fit_plain(est: BaseEstimator, x: np.ndarray, y: np.ndarray) -> BaseEstimator:
+    """Fit a baseline without its own cross-fitting (avoids recursion)."""
+    if isinstance(est, BaselineLogistic):
+        known = ~np.isnan(y["binary"])
+        m = LogisticRegression(max_iter=5000).fit(x[known], y["binary"][known].astype(int))
+        est.coef_, est.intercept_ = m.coef_[0].copy(), float(m.intercept_[0])
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = CoxnetSurvivalAnalysis().fit(x, surv_of(y))
+        est.coef_ = m.coef_[:, -1].copy()
+    return est
+
+
+class TreeSurvival(BaseEstimator):
+    """Gradient-boosted survival or random survival forest (scikit-survival), fixed sensible
+    hyper-parameters, with inner cross-fitted risks for calibration."""
+
+    def __init__(self, kind: str = "gbs", n_estimators: int = 200, seed: int = 0) -> None:
+        self.kind = kind
+        self.n_estimators = n_estimators
+        self.seed = seed
+
+    def _model(self) -> BaseEstimator:
+        if self.kind == "gbs":
+            return GradientBoostingSurvivalAnalysis(
+                n_estimators=self.n_estimators, learning_rate=0.05, max_depth=2, subsample=0.8,
+                max_features="sqrt", random_state=self.seed)
+        if self.kind == "rsf":
+            return RandomSurvivalForest(n_estimators=self.n_estimators, min_samples_leaf=10,
+                                        max_features="sqrt", n_jobs=1, random_state=self.seed)
+        raise InputError(f"unknown tree learner {self.kind!r}; use 'gbs' or 'rsf'.")
+
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+            ) -> TreeSurvival:
+        x = np.asarray(x, dtype=float)
+        ys = surv_of(y)
+        self.oof_risk_ = np.zeros(len(y))
+        for tr, te in _inner_splits(y, groups, 3, self.seed, y["event"]):
+            self.oof_risk_[te] = self._model().fit(x[tr], ys[tr]).predict(x[te])
+        self.model_ = self._model().fit(x, ys)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model_.predict(np.asarray(x, dtype=float))
+
+
+def as_frame(x: np.ndarray | pd.DataFrame) -> np.ndarray:
+    return x.to_numpy(dtype=float) if isinstance(x, pd.DataFrame) else np.asarray(x, dtype=float)

@@ -1,0 +1,228 @@
+"""Cross-validation and external validation of expression models, side by side with a baseline.
+
+Every model of a run sees the same patient-grouped splits; preprocessing and tuning happen inside
+each training fold; results are a long predictions table (one row per sample, model, repeat) and
+metrics with patient-bootstrap CIs from :mod:`metastat.evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from metastat import __version__
+from metastat.data.cohort import cohort_name, expression_frame, patients
+from metastat.data.genes import GeneReport, align_cohorts, collapse_genes
+from metastat.data.outcomes import DAYS_PER, Outcome, resolve_outcome
+from metastat.errors import ValidationError
+from metastat.evaluate.bootstrap import Estimate
+from metastat.evaluate.splits import patient_kfold
+from metastat.evaluate.summary import compare, metrics_json
+from metastat.expression.heads import make_target
+from metastat.expression.model import RiskModel
+from metastat.expression.signatures import Signature
+
+
+def default_baseline(outcome: Outcome) -> str:
+    """The plain baseline of the issue: L2 logistic for binary outcomes, CoxNet otherwise."""
+    return "baseline_logistic" if outcome.kind == "binary" else "baseline_coxnet"
+
+
+def default_model(outcome: Outcome) -> str:
+    """Signature ensemble, stacked with CoxNet when follow-up times exist."""
+    return "ensemble" if outcome.time is not None else "ensemble_logistic"
+
+
+@dataclass
+class EvaluationResult:
+    """Predictions and metrics of a primary model and its baseline on the same splits."""
+
+    model: str
+    baseline: str
+    outcome: Outcome
+    predictions: pd.DataFrame
+    metrics: dict[str, Estimate]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, dict[str, float | None]]:
+        return metrics_json(self.metrics)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``predictions.csv``, ``metrics.json`` and ``run.json`` atomically into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "predictions.csv", self.predictions.to_csv(index=False))
+        atomic_write(out / "metrics.json", json.dumps(self.to_json(), indent=2))
+        atomic_write(out / "run.json", json.dumps(self.meta, indent=2, default=str))
+        return out
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _truth(outcome: Outcome, mask: np.ndarray, time_scale: float = 1.0) -> pd.DataFrame:
+    time = outcome.time[mask] * time_scale if outcome.time is not None else np.nan
+    return pd.DataFrame({"event": outcome.event[mask], "time": time,
+                         "binary": outcome.binary[mask]})
+
+
+def _target(outcome: Outcome, mask: np.ndarray) -> np.ndarray:
+    time = outcome.time[mask] if outcome.time is not None else None
+    return make_target(outcome.event[mask], time, outcome.binary[mask])
+
+
+def _surv_times(outcome: Outcome, mask: np.ndarray) -> np.ndarray | None:
+    if outcome.time is None:
+        return None
+    t = outcome.time[mask & outcome.survival_mask]
+    return np.quantile(t, np.linspace(0.1, 0.8, 8))
+
+
+def _usable(outcome: Outcome, cohort: str) -> np.ndarray:
+    mask = outcome.usable_mask
+    if outcome.kind == "binary":
+        mask = mask & (outcome.survival_mask | (outcome.time is None))
+    if mask.sum() < 10:
+        raise ValidationError(f"cohort {cohort!r}: only {int(mask.sum())} samples have outcome "
+                              f"{outcome.name!r}.")
+    return mask
+
+
+def _meta(kind: str, seed: int, **extra: Any) -> dict[str, Any]:
+    import sklearn
+    import sksurv
+
+    return {"kind": kind, "seed": seed, "metastat": __version__,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
+            "scikit-survival": sksurv.__version__, "anndata": ad.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+
+
+def cross_validate(
+    adata: ad.AnnData, outcome_name: str, *, model: str | None = None,
+    baseline: str | None = None, n_splits: int = 5, n_repeats: int = 1, seed: int = 0,
+    horizon: str | float | None = None, n_boot: int = 1000, signatures: tuple[Signature, ...] = (),
+    progress: bool = True,
+) -> EvaluationResult:
+    """Patient-grouped stratified (repeated) k-fold CV of ``model`` and ``baseline``."""
+    name = cohort_name(adata)
+    genes = GeneReport()
+    adata = collapse_genes(adata, "symbol", genes)
+    outcome = resolve_outcome(adata, outcome_name, horizon=horizon)
+    mask = _usable(outcome, name)
+    model = model or default_model(outcome)
+    baseline = baseline or default_baseline(outcome)
+    x = expression_frame(adata)[mask]
+    groups = patients(adata)[mask]
+    y = _target(outcome, mask)
+    labels = (np.nan_to_num(outcome.binary[mask]) if outcome.kind == "binary"
+              else outcome.event[mask])
+    splits = patient_kfold(groups, labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
+    surv_times = _surv_times(outcome, mask)
+    truth = _truth(outcome, mask)
+    rows = []
+    t0 = time.perf_counter()
+    jobs = [(s, m) for s in splits for m in (model, baseline)]
+    for split, m in tqdm(jobs, desc=f"CV {name}/{outcome_name}", disable=not progress):
+        est = RiskModel(m, task=outcome.kind, horizon=outcome.horizon, seed=seed,
+                        signatures=signatures)
+        est.fit(x.iloc[split.train], y[split.train], groups[split.train])
+        pred = est.predict_frame(x.iloc[split.test], surv_times)
+        rows.append(_rows(pred, truth.iloc[split.test], groups[split.test], m, split.repeat,
+                          split.fold))
+    predictions = pd.concat(rows, ignore_index=True)
+    fit_s = time.perf_counter() - t0
+    metrics = compare(predictions, primary=model, baseline=baseline, horizon=outcome.horizon,
+                      surv_times=surv_times, n_boot=n_boot, seed=seed, progress=progress)
+    meta = _meta("cv", seed, cohort=name, outcome=outcome_name, model=model, baseline=baseline,
+                 n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot, horizon=outcome.horizon,
+                 time_unit=outcome.time_unit, n_samples=int(mask.sum()),
+                 n_patients=len(np.unique(groups)), fit_seconds=round(fit_s, 2),
+                 genes=genes.summary(), surv_times=None if surv_times is None
+                 else surv_times.tolist())
+    return EvaluationResult(model, baseline, outcome, predictions, metrics, meta)
+
+
+def _rows(pred: pd.DataFrame, truth: pd.DataFrame, groups: np.ndarray, model: str,
+          repeat: int, fold: int) -> pd.DataFrame:
+    out = pred.reset_index(names="sample_id")
+    out.insert(1, "patient_id", groups)
+    out.insert(2, "model", model)
+    out.insert(3, "repeat", repeat)
+    out.insert(4, "fold", fold)
+    for col in ("event", "time", "binary"):
+        out[col] = truth[col].to_numpy()
+    return out
+
+
+def external_validate(
+    train: ad.AnnData, test: ad.AnnData, outcome_name: str, *, model: str | None = None,
+    baseline: str | None = None, seed: int = 0, horizon: str | float | None = None,
+    n_boot: int = 1000, scale: str = "batch", signatures: tuple[Signature, ...] = (),
+    progress: bool = True,
+) -> EvaluationResult:
+    """Train on one cohort, test on another (genes aligned; each cohort standardised by its own
+    statistics when ``scale='batch'``, the default for cross-platform validation)."""
+    genes = GeneReport()
+    train, test = align_cohorts([train, test], "symbol", genes)
+    out_tr = resolve_outcome(train, outcome_name, horizon=horizon)
+    out_te = resolve_outcome(test, outcome_name, horizon=horizon)
+    if out_tr.time_unit and out_te.time_unit and out_tr.time_unit != out_te.time_unit:
+        scale_t = DAYS_PER[out_te.time_unit] / DAYS_PER[out_tr.time_unit]
+    else:
+        scale_t = 1.0
+    if out_te.horizon is not None and out_tr.horizon is not None and horizon is None:
+        out_te = resolve_outcome(test, outcome_name, horizon=out_tr.horizon / scale_t)
+    m_tr, m_te = _usable(out_tr, cohort_name(train)), _usable(out_te, cohort_name(test))
+    model = model or default_model(out_tr)
+    baseline = baseline or default_baseline(out_tr)
+    x_tr, x_te = expression_frame(train)[m_tr], expression_frame(test)[m_te]
+    g_tr, g_te = patients(train)[m_tr], patients(test)[m_te]
+    overlap = set(g_tr) & set(g_te)
+    if overlap:
+        raise ValidationError(f"{len(overlap)} patient ids occur in both cohorts, e.g. "
+                              f"{sorted(overlap)[:3]}; external validation needs disjoint patients.")
+    y_tr = _target(out_tr, m_tr)
+    truth = _truth(out_te, m_te, scale_t)
+    surv_times = _surv_times(out_tr, m_tr)
+    rows = []
+    t0 = time.perf_counter()
+    for m in tqdm((model, baseline), desc=f"train {cohort_name(train)}", disable=not progress):
+        est = RiskModel(m, task=out_tr.kind, horizon=out_tr.horizon, seed=seed, scale=scale,  # type: ignore[arg-type]
+                        signatures=signatures)
+        est.fit(x_tr, y_tr, g_tr)
+        rows.append(_rows(est.predict_frame(x_te, surv_times), truth, g_te, m, 0, 0))
+    predictions = pd.concat(rows, ignore_index=True)
+    fit_s = time.perf_counter() - t0
+    metrics = compare(predictions, primary=model, baseline=baseline, horizon=out_tr.horizon,
+                      surv_times=surv_times, n_boot=n_boot, seed=seed, progress=progress)
+    meta = _meta("external", seed, train=cohort_name(train), test=cohort_name(test),
+                 outcome=outcome_name, model=model, baseline=baseline, n_boot=n_boot,
+                 horizon=out_tr.horizon, time_unit=out_tr.time_unit, scale=scale,
+                 n_train=int(m_tr.sum()), n_test=int(m_te.sum()), n_genes=int(train.n_vars),
+                 fit_seconds=round(fit_s, 2), genes=genes.summary(),
+                 surv_times=None if surv_times is None else surv_times.tolist())
+    return EvaluationResult(model, baseline, out_te, predictions, metrics, meta)
