@@ -110,6 +110,7 @@ class SlideReader:
         path: str | os.PathLike[str],
         *,
         mpp_override: float | None = None,
+        mpp_fallback: float | None = None,
         backend: Backend = "auto",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         max_read_px: int = DEFAULT_MAX_READ_PX,
@@ -151,6 +152,9 @@ class SlideReader:
         self.level_downsamples: tuple[float, ...] = tuple(float(d) for d in h.level_downsamples)
         self.mpp_source: str
         self._mpp = self._resolve_mpp(mpp_override)
+        if self._mpp is None and mpp_fallback is not None:
+            self._mpp = self._resolve_mpp(mpp_fallback)
+            self.mpp_source = "fallback"
 
     # -- metadata -----------------------------------------------------------------------------
     def _resolve_mpp(self, override: float | None) -> MicronsPerPixel | None:
@@ -355,14 +359,20 @@ def open_slide(
     path: str | os.PathLike[str],
     mpp_override: float | None = None,
     *,
+    mpp_fallback: float | None = None,
     backend: Backend = "auto",
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     max_read_px: int = DEFAULT_MAX_READ_PX,
 ) -> SlideReader:
-    """Open a whole-slide image (OpenSlide formats; tiffslide as fallback)."""
+    """Open a whole-slide image (OpenSlide formats; tiffslide as fallback).
+
+    ``mpp_override`` replaces the metadata's µm/px; ``mpp_fallback`` is used only when the
+    metadata has none.
+    """
     return SlideReader(
         path,
         mpp_override=mpp_override,
+        mpp_fallback=mpp_fallback,
         backend=backend,
         cache_bytes=cache_bytes,
         max_read_px=max_read_px,
