@@ -13,8 +13,7 @@ def _risk_sets(time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, last
 
 
-def cox_1d(x: np.ndarray, time: np.ndarray, event: np.ndarray, max_beta: float = 30.0
-           ) -> float:
+def cox_1d(x: np.ndarray, time: np.ndarray, event: np.ndarray, max_beta: float = 30.0) -> float:
     """Coefficient of a one-covariate Cox model (Breslow ties), Newton-Raphson; NaN if undefined."""
     x = np.asarray(x, dtype=float)
     event = np.asarray(event, dtype=bool)
@@ -42,8 +41,9 @@ def cox_1d(x: np.ndarray, time: np.ndarray, event: np.ndarray, max_beta: float =
     return float(beta)
 
 
-def breslow_cumhaz(lp: np.ndarray, time: np.ndarray, event: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def breslow_cumhaz(
+    lp: np.ndarray, time: np.ndarray, event: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Breslow baseline cumulative hazard at the distinct event times, given linear predictors."""
     lp = np.asarray(lp, dtype=float)
     event = np.asarray(event, dtype=bool)

@@ -109,8 +109,9 @@ def cohort_name(adata: ad.AnnData) -> str:
 
 def expression_frame(adata: ad.AnnData) -> pd.DataFrame:
     """``X`` as a samples x features DataFrame (sample ids as index, feature ids as columns)."""
-    return pd.DataFrame(np.asarray(adata.X, dtype=np.float64), index=adata.obs_names,
-                        columns=adata.var_names)
+    return pd.DataFrame(
+        np.asarray(adata.X, dtype=np.float64), index=adata.obs_names, columns=adata.var_names
+    )
 
 
 def patients(adata: ad.AnnData) -> np.ndarray:

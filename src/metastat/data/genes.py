@@ -42,12 +42,26 @@ class GeneReport:
         return "\n".join(lines)
 
 
-def read_annotation(table: pd.DataFrame, *, probe_col: str | None = None,
-                    symbol_cols: tuple[str, ...] = ("symbol", "Symbol", "HUGO.gene.symbol",
-                                                    "NCBI.gene.symbol", "Gene.Symbol", "gene"),
-                    entrez_cols: tuple[str, ...] = ("entrez", "Entrez", "EntrezGene.ID",
-                                                    "ENTREZ_GENE_ID", "Entrez_Gene_ID")
-                    ) -> pd.DataFrame:
+def read_annotation(
+    table: pd.DataFrame,
+    *,
+    probe_col: str | None = None,
+    symbol_cols: tuple[str, ...] = (
+        "symbol",
+        "Symbol",
+        "HUGO.gene.symbol",
+        "NCBI.gene.symbol",
+        "Gene.Symbol",
+        "gene",
+    ),
+    entrez_cols: tuple[str, ...] = (
+        "entrez",
+        "Entrez",
+        "EntrezGene.ID",
+        "ENTREZ_GENE_ID",
+        "Entrez_Gene_ID",
+    ),
+) -> pd.DataFrame:
     """Normalise a probe annotation table to index=probe id, columns ``symbol``, ``entrez``."""
     frame = table.copy()
     if probe_col is not None:
@@ -76,8 +90,9 @@ def _gene_ids(adata: ad.AnnData, key: GeneKey) -> pd.Series:
     return ids.astype("string").str.strip().replace({"": pd.NA})
 
 
-def collapse_genes(adata: ad.AnnData, key: GeneKey = "symbol",
-                   report: GeneReport | None = None) -> ad.AnnData:
+def collapse_genes(
+    adata: ad.AnnData, key: GeneKey = "symbol", report: GeneReport | None = None
+) -> ad.AnnData:
     """One feature per gene (MaxMean rule); var_names become the gene ids."""
     name = str(adata.uns.get("metastat", {}).get("name", "cohort"))
     ids = _gene_ids(adata, key)
@@ -98,8 +113,9 @@ def collapse_genes(adata: ad.AnnData, key: GeneKey = "symbol",
     return out
 
 
-def align_cohorts(cohorts: list[ad.AnnData], key: GeneKey = "symbol",
-                  report: GeneReport | None = None) -> list[ad.AnnData]:
+def align_cohorts(
+    cohorts: list[ad.AnnData], key: GeneKey = "symbol", report: GeneReport | None = None
+) -> list[ad.AnnData]:
     """Collapse each cohort to genes and keep the genes all cohorts share (in the first's order)."""
     report = report if report is not None else GeneReport()
     collapsed = [collapse_genes(c, key, report) for c in cohorts]
@@ -108,8 +124,10 @@ def align_cohorts(cohorts: list[ad.AnnData], key: GeneKey = "symbol",
         shared &= set(c.var_names)
     if not shared:
         names = [str(c.uns.get("metastat", {}).get("name")) for c in cohorts]
-        raise InputError(f"cohorts {names} share no genes by {key!r}; try key='entrez' or "
-                         "check that both tables are annotated.")
+        raise InputError(
+            f"cohorts {names} share no genes by {key!r}; try key='entrez' or "
+            "check that both tables are annotated."
+        )
     genes = [g for g in collapsed[0].var_names if g in shared]
     out = []
     for c in collapsed:

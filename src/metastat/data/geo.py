@@ -58,7 +58,7 @@ def read_series_matrix(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                             )
                         rows.append(fields)
                 elif line.startswith("!Sample_"):
-                    sample_meta[fields[0][len("!Sample_"):]].append(fields[1:])
+                    sample_meta[fields[0][len("!Sample_") :]].append(fields[1:])
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"{path}: cannot be read as a series matrix ({exc}).") from exc
     if header is None or not rows:

@@ -133,7 +133,7 @@ def _event_values(series: pd.Series, spec: OutcomeSpec, where: str) -> np.ndarra
 
 
 def binary_at_horizon(time: np.ndarray, event: np.ndarray, horizon: float) -> np.ndarray:
-    """1 = event by ``horizon``; 0 = followed beyond ``horizon`` event-free; NaN = censored before."""
+    """1 = event by ``horizon``; 0 = event-free beyond it; NaN = censored before it."""
     out = np.full(len(time), np.nan)
     known = ~np.isnan(time) & ~np.isnan(event)
     out[known & (event == 1) & (time <= horizon)] = 1.0
@@ -142,7 +142,10 @@ def binary_at_horizon(time: np.ndarray, event: np.ndarray, horizon: float) -> np
 
 
 def resolve_outcome(
-    adata: ad.AnnData, name: str, *, horizon: str | float | None = None,
+    adata: ad.AnnData,
+    name: str,
+    *,
+    horizon: str | float | None = None,
     spec: OutcomeSpec | None = None,
 ) -> Outcome:
     """Read outcome ``name`` from a cohort (its registry spec, or an explicit ``spec``)."""

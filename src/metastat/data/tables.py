@@ -16,6 +16,7 @@ import pandas as pd
 
 from metastat.errors import InputError
 
+NA_TOKENS = ("", "NA", "NaN", "nan", "null", "NULL", "N/A", "na", ".")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".h5ad")
 
 
@@ -68,8 +69,21 @@ def read_table(path: str | Path, *, index_col: str | int | None = 0) -> pd.DataF
         sep = _sniff_delimiter(path)
         with _open_text(path) as fh:
             header = next(csv.reader(fh, delimiter=sep))
-        body = pd.read_csv(path, sep=sep, header=None, skiprows=1, dtype=str,
-                           keep_default_na=False, na_filter=False)
+        id_pos = None
+        if index_col is not None:
+            id_pos = (
+                index_col
+                if isinstance(index_col, int)
+                else _column_position(path, header, index_col)
+            )
+        body = pd.read_csv(
+            path,
+            sep=sep,
+            header=None,
+            skiprows=1,
+            low_memory=False,
+            dtype=None if id_pos is None else {id_pos: str},
+        )
     except InputError:
         raise
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error, OSError, ValueError) as exc:
@@ -80,9 +94,9 @@ def read_table(path: str | Path, *, index_col: str | int | None = 0) -> pd.DataF
             "check the delimiter and that the header names every column."
         )
     body.columns = pd.Index(header)
-    if index_col is not None:
-        pos = index_col if isinstance(index_col, int) else _column_position(path, header, index_col)
-        ids = body.iloc[:, pos].str.strip()
+    if id_pos is not None:
+        pos = id_pos
+        ids = body.iloc[:, pos].astype(str).str.strip()
         body = body.drop(columns=body.columns[pos])
         body.index = pd.Index(ids, name=header[pos] or "sample_id")
     return body
@@ -117,23 +131,23 @@ def to_numeric_matrix(frame: pd.DataFrame, where: str) -> np.ndarray:
     """
     if frame.shape[1] == 0:
         raise InputError(f"{where}: no value columns.")
-    if all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
-        values = frame.to_numpy(dtype=np.float64, copy=True)
-    else:
-        raw = frame.astype(str).apply(lambda c: c.str.strip())
-        raw = raw.replace(["", "NA", "NaN", "nan", "null", "NULL", "N/A", "na", "."], np.nan)
-        values = np.empty(raw.shape, dtype=np.float64)
-        for j, col in enumerate(raw.columns):
-            conv = pd.to_numeric(raw.iloc[:, j], errors="coerce")
-            bad = conv.isna() & raw.iloc[:, j].notna()
-            if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise InputError(
-                    f"{where}: non-numeric value {raw.iloc[i, j]!r} in column {col!r}, "
-                    f"row {raw.index[i]!r} (data row {i + 1}); expression values must be numbers "
-                    "(use empty cells or NA for missing values)."
-                )
-            values[:, j] = conv.to_numpy(dtype=np.float64)
+    values = np.empty(frame.shape, dtype=np.float64)
+    for j, col in enumerate(frame.columns):
+        column = frame.iloc[:, j]
+        if pd.api.types.is_numeric_dtype(column.dtype) and column.dtype != bool:
+            values[:, j] = column.to_numpy(dtype=np.float64)
+            continue
+        raw = column.astype("string").str.strip().replace(list(NA_TOKENS), pd.NA)
+        conv = pd.to_numeric(raw, errors="coerce")
+        bad = conv.isna() & raw.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                f"{where}: non-numeric value {raw.iloc[i]!r} in column {col!r}, "
+                f"row {frame.index[i]!r} (data row {i + 1}); expression values must be numbers "
+                "(use empty cells or NA for missing values)."
+            )
+        values[:, j] = conv.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(values).any():
         i, j = map(int, np.argwhere(np.isinf(values))[0])
         raise InputError(

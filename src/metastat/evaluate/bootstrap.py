@@ -23,8 +23,11 @@ class Estimate:
         def clean(v: float) -> float | None:
             return None if v is None or not np.isfinite(v) else round(float(v), 6)
 
-        return {"estimate": clean(self.estimate), "ci_low": clean(self.ci_low),
-                "ci_high": clean(self.ci_high)}
+        return {
+            "estimate": clean(self.estimate),
+            "ci_low": clean(self.ci_low),
+            "ci_high": clean(self.ci_high),
+        }
 
     def __str__(self) -> str:
         return f"{self.estimate:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"

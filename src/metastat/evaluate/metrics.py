@@ -68,8 +68,9 @@ def calibration_intercept(y: np.ndarray, p: np.ndarray) -> float:
     return float(logistic_fit(lp, y, lp, slope=False)[0])
 
 
-def calibration_curve(y: np.ndarray, p: np.ndarray, n_bins: int = 10
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def calibration_curve(
+    y: np.ndarray, p: np.ndarray, n_bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Observed event rate vs mean predicted probability in quantile bins (for the plot)."""
     edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)))
     idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
@@ -97,6 +98,7 @@ def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndar
 
 # --- time-to-event ------------------------------------------------------------------------------
 
+
 def harrell_c(y_surv: np.ndarray, risk: np.ndarray) -> float:
     """Harrell's concordance index (ties in risk count 1/2)."""
     from sksurv.metrics import concordance_index_censored
@@ -107,12 +109,13 @@ def harrell_c(y_surv: np.ndarray, risk: np.ndarray) -> float:
     return float(concordance_index_censored(ev, tm, risk)[0])
 
 
-def uno_c(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray,
-          tau: float | None = None) -> float:
+def uno_c(
+    y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, tau: float | None = None
+) -> float:
     """Uno's IPCW concordance, truncated at ``tau``; censoring distribution from ``y_train``."""
     from sksurv.metrics import concordance_index_ipcw
 
-    ev, tm = _fields(y_test)
+    ev, _ = _fields(y_test)
     if not ev.any():
         return float("nan")
     tau = _safe_tau(y_train, y_test, tau)
@@ -122,8 +125,9 @@ def uno_c(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray,
         return float("nan")
 
 
-def time_dependent_auc(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray,
-                       time: float) -> float:
+def time_dependent_auc(
+    y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, time: float
+) -> float:
     """Cumulative/dynamic AUC at ``time`` (Uno et al.), via scikit-survival."""
     from sksurv.metrics import cumulative_dynamic_auc
 
@@ -138,8 +142,7 @@ def time_dependent_auc(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray
         return float("nan")
 
 
-def brier_at(y_train: np.ndarray, y_test: np.ndarray, surv_prob: np.ndarray,
-             time: float) -> float:
+def brier_at(y_train: np.ndarray, y_test: np.ndarray, surv_prob: np.ndarray, time: float) -> float:
     """IPCW Brier score at ``time`` given predicted survival probabilities S(time)."""
     from sksurv.metrics import brier_score
 
@@ -149,8 +152,9 @@ def brier_at(y_train: np.ndarray, y_test: np.ndarray, surv_prob: np.ndarray,
         return float("nan")
 
 
-def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, surv_probs: np.ndarray,
-                     times: np.ndarray) -> float:
+def integrated_brier(
+    y_train: np.ndarray, y_test: np.ndarray, surv_probs: np.ndarray, times: np.ndarray
+) -> float:
     """Integrated Brier score over ``times`` (survival probabilities at each time, columns)."""
     from sksurv.metrics import integrated_brier_score
 

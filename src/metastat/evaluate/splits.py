@@ -27,8 +27,13 @@ def patient_labels(groups: np.ndarray, labels: np.ndarray) -> pd.Series:
 
 
 def patient_kfold(
-    groups: np.ndarray, labels: np.ndarray, *, n_splits: int = 5, n_repeats: int = 1,
-    seed: int = 0, min_events: int = 1,
+    groups: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_splits: int = 5,
+    n_repeats: int = 1,
+    seed: int = 0,
+    min_events: int = 1,
 ) -> list[Split]:
     """Repeated, patient-grouped, label-stratified k-fold.
 

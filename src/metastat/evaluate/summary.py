@@ -19,8 +19,18 @@ from sksurv.util import Surv
 from metastat.evaluate import metrics as M
 from metastat.evaluate.bootstrap import Estimate, bootstrap_metrics
 
-PREDICTION_COLUMNS = ("sample_id", "patient_id", "repeat", "fold", "risk", "prob", "high_risk",
-                      "event", "time", "binary")
+PREDICTION_COLUMNS = (
+    "sample_id",
+    "patient_id",
+    "repeat",
+    "fold",
+    "risk",
+    "prob",
+    "high_risk",
+    "event",
+    "time",
+    "binary",
+)
 
 
 def _binary_metrics(d: pd.DataFrame, threshold: float) -> dict[str, float]:
@@ -41,16 +51,21 @@ def _binary_metrics(d: pd.DataFrame, threshold: float) -> dict[str, float]:
     return out
 
 
-def _survival_metrics(d: pd.DataFrame, y_ref: np.ndarray, horizon: float | None,
-                      surv_times: Sequence[float] | None) -> dict[str, float]:
+def _survival_metrics(
+    d: pd.DataFrame, y_ref: np.ndarray, horizon: float | None, surv_times: Sequence[float] | None
+) -> dict[str, float]:
     d = d[d["time"].notna() & d["event"].notna()]
     if d.empty:
         return {}
     y = Surv.from_arrays(d["event"].to_numpy(dtype=bool), d["time"].to_numpy(dtype=float))
     risk = d["risk"].to_numpy(dtype=float)
     high = d["high_risk"].to_numpy(dtype=bool)
-    out = {"c_index": M.harrell_c(y, risk), "uno_c": M.uno_c(y_ref, y, risk, horizon),
-           "hazard_ratio": M.hazard_ratio(y, high), "logrank_p": M.logrank(y, high)[1]}
+    out = {
+        "c_index": M.harrell_c(y, risk),
+        "uno_c": M.uno_c(y_ref, y, risk, horizon),
+        "hazard_ratio": M.hazard_ratio(y, high),
+        "logrank_p": M.logrank(y, high)[1],
+    }
     if horizon is not None:
         out["td_auc"] = M.time_dependent_auc(y_ref, y, risk, horizon)
         p = d["prob"].to_numpy(dtype=float)
@@ -86,8 +101,9 @@ def metric_function(
     if has_time:
         ref = predictions.drop_duplicates("sample_id")
         ref = ref[ref["time"].notna() & ref["event"].notna()]
-        y_ref = Surv.from_arrays(ref["event"].to_numpy(dtype=bool),
-                                 ref["time"].to_numpy(dtype=float))
+        y_ref = Surv.from_arrays(
+            ref["event"].to_numpy(dtype=bool), ref["time"].to_numpy(dtype=float)
+        )
 
     def compute(frame: pd.DataFrame) -> dict[str, float]:
         per_repeat = []
@@ -115,8 +131,9 @@ def summarise(
     progress: bool = False,
 ) -> dict[str, Estimate]:
     """Every applicable metric of one model's predictions, with patient-bootstrap 95 % CIs."""
-    compute = metric_function(predictions, horizon=horizon, threshold=threshold,
-                              surv_times=surv_times)
+    compute = metric_function(
+        predictions, horizon=horizon, threshold=threshold, surv_times=surv_times
+    )
     return bootstrap_metrics(predictions, compute, n_boot=n_boot, seed=seed, progress=progress)
 
 
@@ -137,9 +154,15 @@ def compare(
     ``predictions`` holds both models' rows (column ``model``) on the same splits; the bootstrap
     resamples patients once per replicate for both models, so the CI of each difference is paired.
     """
-    fns = {m: metric_function(predictions[predictions["model"] == m], horizon=horizon,
-                              threshold=threshold, surv_times=surv_times)
-           for m in (primary, baseline)}
+    fns = {
+        m: metric_function(
+            predictions[predictions["model"] == m],
+            horizon=horizon,
+            threshold=threshold,
+            surv_times=surv_times,
+        )
+        for m in (primary, baseline)
+    }
 
     def compute(frame: pd.DataFrame) -> dict[str, float]:
         a = fns[primary](frame[frame["model"] == primary])

@@ -1,4 +1,4 @@
-"""ComBat batch correction (Johnson, Li & Rabinovic, Biostatistics 2007), parametric empirical Bayes.
+"""ComBat batch correction, parametric empirical Bayes (Johnson, Li & Rabinovic, 2007).
 
 Used when a model is trained on several cohorts: the training cohorts are harmonised to a common
 location and scale per gene, with batch effects shrunk towards gene-wide priors. No outcome labels
@@ -7,27 +7,53 @@ are used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from metastat.errors import InputError
 
 
-def combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float = 1e-4
-           ) -> np.ndarray:
-    """Return ``x`` (samples x genes) with additive and multiplicative batch effects removed."""
+@dataclass
+class ComBat:
+    """Fitted ComBat parameters: adjusts samples of the batches seen in training."""
+
+    levels: np.ndarray
+    grand: np.ndarray
+    sd: np.ndarray
+    gamma: np.ndarray  # batches x genes (shrunk additive effects, standardised scale)
+    delta: np.ndarray  # batches x genes (shrunk multiplicative effects)
+
+    def apply(self, x: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch).astype(str)
+        unknown = sorted(set(batch) - set(self.levels))
+        if unknown:
+            raise InputError(
+                f"ComBat was fitted on batches {self.levels.tolist()}, not "
+                f"{unknown}; score a new cohort with scale='batch' instead."
+            )
+        codes = np.searchsorted(self.levels, batch)
+        z = (x - self.grand) / self.sd
+        return (z - self.gamma[codes]) / np.sqrt(self.delta[codes]) * self.sd + self.grand
+
+
+def fit_combat(
+    x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float = 1e-4
+) -> ComBat:
+    """Estimate ComBat parameters on ``x`` (samples x genes) with batch labels ``batch``."""
     batch = np.asarray(batch).astype(str)
     levels, codes = np.unique(batch, return_inverse=True)
-    if len(levels) < 2:
-        return x.copy()
     counts = np.bincount(codes)
-    if counts.min() < 2:
-        raise InputError(f"ComBat needs at least 2 samples per batch; batch sizes {dict(zip(levels, counts, strict=True))}.")
-    n, _ = x.shape
+    if len(levels) < 2 or counts.min() < 2:
+        sizes = dict(zip(levels.tolist(), counts.tolist(), strict=True))
+        raise InputError(f"ComBat needs >= 2 batches of >= 2 samples; batch sizes {sizes}.")
+    n = len(x)
     design = np.eye(len(levels))[codes]  # n x B
     beta = np.linalg.lstsq(design, x, rcond=None)[0]  # B x G
     grand = (counts / n) @ beta
     var_pooled = ((x - design @ beta) ** 2).mean(axis=0)
-    var_pooled[var_pooled == 0] = np.median(var_pooled[var_pooled > 0]) if (var_pooled > 0).any() else 1.0
+    positive = var_pooled[var_pooled > 0]
+    var_pooled[var_pooled == 0] = np.median(positive) if positive.size else 1.0
     sd = np.sqrt(var_pooled)
     z = (x - grand) / sd
     gamma_hat = np.vstack([z[codes == b].mean(axis=0) for b in range(len(levels))])
@@ -42,18 +68,23 @@ def combat(x: np.ndarray, batch: np.ndarray, *, max_iter: int = 100, tol: float 
     gamma_star = np.empty_like(gamma_hat)
     delta_star = np.empty_like(delta_hat)
     for b in range(len(levels)):
-        zb = z[codes == b]
-        nb = counts[b]
+        zb, nb = z[codes == b], counts[b]
         g_old, d_old = gamma_hat[b], delta_hat[b]
         for _ in range(max_iter):
             g_new = (t2[b] * nb * gamma_hat[b] + d_old * gamma_bar[b]) / (t2[b] * nb + d_old)
             ssq = ((zb - g_new) ** 2).sum(axis=0)
             d_new = (b_prior[b] + 0.5 * ssq) / (nb / 2 + a_prior[b] - 1)
-            change = max(np.max(np.abs(g_new - g_old) / (np.abs(g_old) + 1e-12)),
-                         np.max(np.abs(d_new - d_old) / (np.abs(d_old) + 1e-12)))
+            change = max(
+                np.max(np.abs(g_new - g_old) / (np.abs(g_old) + 1e-12)),
+                np.max(np.abs(d_new - d_old) / (np.abs(d_old) + 1e-12)),
+            )
             g_old, d_old = g_new, d_new
             if change < tol:
                 break
         gamma_star[b], delta_star[b] = g_old, d_old
-    adjusted = (z - gamma_star[codes]) / np.sqrt(delta_star[codes])
-    return adjusted * sd + grand
+    return ComBat(levels, grand, sd, gamma_star, delta_star)
+
+
+def combat(x: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """Return ``x`` with additive and multiplicative batch effects removed (fit and apply)."""
+    return fit_combat(x, batch).apply(x, batch)

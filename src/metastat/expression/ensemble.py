@@ -29,10 +29,18 @@ from metastat.expression.univariate import cox_score_z, welch_t
 class SignatureEnsemble(BaseEstimator):
     """Many gene signatures scored per sample, stacked by a tuned linear head."""
 
-    def __init__(self, signatures: tuple[Signature, ...] = (), n_learned: int = 100,
-                 genes_per_signature: int = 25, subsample: float = 0.7,
-                 gene_fraction: float = 0.5, n_modules: int = 20, min_coverage: float = 0.5,
-                 head: str = "cox", seed: int = 0) -> None:
+    def __init__(
+        self,
+        signatures: tuple[Signature, ...] = (),
+        n_learned: int = 100,
+        genes_per_signature: int = 25,
+        subsample: float = 0.7,
+        gene_fraction: float = 0.5,
+        n_modules: int = 20,
+        min_coverage: float = 0.5,
+        head: str = "cox",
+        seed: int = 0,
+    ) -> None:
         self.signatures = signatures
         self.n_learned = n_learned
         self.genes_per_signature = genes_per_signature
@@ -43,13 +51,15 @@ class SignatureEnsemble(BaseEstimator):
         self.head = head
         self.seed = seed
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None
-            ) -> SignatureEnsemble:
+    def fit(
+        self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None
+    ) -> SignatureEnsemble:
         genes = pd.Index(x.columns)
         values = x.to_numpy(dtype=float)
         rng = np.random.default_rng(self.seed)
-        sets: list[Signature] = [s for s in self.signatures
-                                 if s.coverage(genes) >= self.min_coverage]
+        sets: list[Signature] = [
+            s for s in self.signatures if s.coverage(genes) >= self.min_coverage
+        ]
         self.skipped_signatures_ = [s.name for s in self.signatures if s not in sets]
         sets += self._learned(values, genes, y, groups, rng)
         sets += self._modules(values, genes)
@@ -59,38 +69,54 @@ class SignatureEnsemble(BaseEstimator):
         self.score_mean_ = scores.mean(axis=0)
         self.score_sd_ = np.where(scores.std(axis=0) > 1e-12, scores.std(axis=0), 1.0)
         z = (scores - self.score_mean_) / self.score_sd_
-        self.head_ = (CoxNetCV(seed=self.seed) if self.head == "cox"
-                      else LogisticCV(seed=self.seed)).fit(z, y, groups)
+        self.head_ = (
+            CoxNetCV(seed=self.seed) if self.head == "cox" else LogisticCV(seed=self.seed)
+        ).fit(z, y, groups)
         self.oof_risk_ = self.head_.oof_risk_
         # the whole model is linear in genes: risk = x @ coef_ + offset_
         self.coef_ = weights @ (self.head_.coef_ / self.score_sd_)
-        self.offset_ = float(-(self.score_mean_ / self.score_sd_) @ self.head_.coef_
-                             + getattr(self.head_, "intercept_", 0.0))
+        self.offset_ = float(
+            -(self.score_mean_ / self.score_sd_) @ self.head_.coef_
+            + getattr(self.head_, "intercept_", 0.0)
+        )
         self.genes_ = np.asarray(genes, dtype=object)
         return self
 
-    def _learned(self, values: np.ndarray, genes: pd.Index, y: np.ndarray,
-                 groups: np.ndarray | None, rng: np.random.Generator) -> list[Signature]:
+    def _learned(
+        self,
+        values: np.ndarray,
+        genes: pd.Index,
+        y: np.ndarray,
+        groups: np.ndarray | None,
+        rng: np.random.Generator,
+    ) -> list[Signature]:
         survival = self.head == "cox"
         rows_all = np.flatnonzero(~np.isnan(y["time"]) if survival else ~np.isnan(y["binary"]))
         pats = np.asarray(groups)[rows_all] if groups is not None else rows_all.astype(str)
         uniq = np.unique(pats)
-        k = min(self.genes_per_signature, len(genes))
+        k = max(3, min(self.genes_per_signature, len(genes) // 8))
         out = []
         for b in range(self.n_learned):
             chosen = rng.choice(uniq, size=max(2, int(self.subsample * len(uniq))), replace=False)
             rows = rows_all[np.isin(pats, chosen)]
-            cols = np.sort(rng.choice(len(genes), size=max(k, int(self.gene_fraction * len(genes))),
-                                      replace=False))
+            cols = np.sort(
+                rng.choice(
+                    len(genes), size=max(k, int(self.gene_fraction * len(genes))), replace=False
+                )
+            )
             sub = values[np.ix_(rows, cols)]
             if survival:
                 stat = cox_score_z(sub, y["time"][rows], y["event"][rows])
             else:
                 stat = welch_t(sub, y["binary"][rows])
             top = np.argsort(-np.abs(np.nan_to_num(stat)))[:k]
-            out.append(Signature(f"learned_{b:03d}",
-                                 {str(genes[cols[t]]): float(np.sign(stat[t]) or 1.0) for t in top},
-                                 "learned on the training fold"))
+            out.append(
+                Signature(
+                    f"learned_{b:03d}",
+                    {str(genes[cols[t]]): float(np.sign(stat[t]) or 1.0) for t in top},
+                    "learned on the training fold",
+                )
+            )
         return out
 
     def _modules(self, values: np.ndarray, genes: pd.Index) -> list[Signature]:
@@ -98,9 +124,15 @@ class SignatureEnsemble(BaseEstimator):
         if m < 2:
             return []
         km = KMeans(n_clusters=m, n_init=3, random_state=self.seed).fit(values.T)
-        return [Signature(f"module_{c:02d}", {str(g): 1.0 for g in genes[km.labels_ == c]},
-                          "co-expression module (k-means on the training fold)")
-                for c in range(m) if (km.labels_ == c).sum() >= 3]
+        return [
+            Signature(
+                f"module_{c:02d}",
+                {str(g): 1.0 for g in genes[km.labels_ == c]},
+                "co-expression module (k-means on the training fold)",
+            )
+            for c in range(m)
+            if (km.labels_ == c).sum() >= 3
+        ]
 
     def _weight_matrix(self, genes: pd.Index) -> np.ndarray:
         w = np.zeros((len(genes), len(self.sets_)))
@@ -117,11 +149,14 @@ class SignatureEnsemble(BaseEstimator):
 
     def signature_importance(self) -> pd.DataFrame:
         """Stacking-head weight of every signature (on standardised scores)."""
-        return pd.DataFrame({"signature": [s.name for s in self.sets_],
-                             "n_genes": [len(s.weights) for s in self.sets_],
-                             "weight": self.head_.coef_,
-                             "source": [s.source for s in self.sets_]}
-                            ).sort_values("weight", key=np.abs, ascending=False)
+        return pd.DataFrame(
+            {
+                "signature": [s.name for s in self.sets_],
+                "n_genes": [len(s.weights) for s in self.sets_],
+                "weight": self.head_.coef_,
+                "source": [s.source for s in self.sets_],
+            }
+        ).sort_values("weight", key=np.abs, ascending=False)
 
 
 class SignatureScore(BaseEstimator):
@@ -131,8 +166,9 @@ class SignatureScore(BaseEstimator):
         self.signature = signature
         self.head = head
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None
-            ) -> SignatureScore:
+    def fit(
+        self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None
+    ) -> SignatureScore:
         if self.signature is None:
             raise InputError("SignatureScore needs a signature (e.g. --signature gene70).")
         genes = pd.Index(x.columns)

@@ -28,7 +28,7 @@ TARGET_DTYPE = np.dtype([("event", bool), ("time", float), ("binary", float)])
 
 
 def make_target(event: np.ndarray, time: np.ndarray | None, binary: np.ndarray) -> np.ndarray:
-    """Structured target: event indicator, follow-up time (NaN if none), binary status (NaN unknown)."""
+    """Structured target: event, follow-up time (NaN if none), binary status (NaN unknown)."""
     y = np.empty(len(event), dtype=TARGET_DTYPE)
     y["event"] = np.nan_to_num(np.asarray(event, dtype=float)) > 0
     y["time"] = np.full(len(event), np.nan) if time is None else np.asarray(time, dtype=float)
@@ -42,8 +42,9 @@ def surv_of(y: np.ndarray) -> np.ndarray:
     return Surv.from_arrays(y["event"], y["time"])
 
 
-def _inner_splits(y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int,
-                  label: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def _inner_splits(
+    y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int, label: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(cv.split(np.zeros(len(y)), label.astype(int), groups))
@@ -56,10 +57,16 @@ def _harrell(y: np.ndarray, risk: np.ndarray) -> float:
 
 
 class CoxNetCV(BaseEstimator):
-    """Elastic-net Cox (CoxNet) with (l1_ratio, alpha) chosen by inner patient-grouped CV on C-index."""
+    """Elastic-net Cox with (l1_ratio, alpha) chosen by inner patient-grouped CV on C-index."""
 
-    def __init__(self, l1_ratios: tuple[float, ...] = (0.1, 0.5, 0.9), n_alphas: int = 40,
-                 alpha_min_ratio: float = 0.02, inner_folds: int = 3, seed: int = 0) -> None:
+    def __init__(
+        self,
+        l1_ratios: tuple[float, ...] = (0.1, 0.5, 0.9),
+        n_alphas: int = 40,
+        alpha_min_ratio: float = 0.02,
+        inner_folds: int = 3,
+        seed: int = 0,
+    ) -> None:
         self.l1_ratios = l1_ratios
         self.n_alphas = n_alphas
         self.alpha_min_ratio = alpha_min_ratio
@@ -78,8 +85,10 @@ class CoxNetCV(BaseEstimator):
             for tr, te in folds:
                 model = self._coxnet(l1, alphas).fit(x[tr], ys[tr])
                 oof[te] = np.column_stack([model.predict(x[te], alpha=a) for a in alphas])
-            scores = [np.nanmean([_harrell(ys[te], oof[te, k]) for _, te in folds])
-                      for k in range(len(alphas))]
+            scores = [
+                np.nanmean([_harrell(ys[te], oof[te, k]) for _, te in folds])
+                for k in range(len(alphas))
+            ]
             k = int(np.nanargmax(scores))
             if scores[k] > best[0]:
                 best = (scores[k], l1, alphas, k, oof[:, k])  # type: ignore[assignment]
@@ -89,11 +98,16 @@ class CoxNetCV(BaseEstimator):
         self.coef_ = self.model_.coef_[:, k].copy()
         return self
 
-    def _coxnet(self, l1: float, alphas: np.ndarray | None, baseline: bool = False
-                ) -> CoxnetSurvivalAnalysis:
+    def _coxnet(
+        self, l1: float, alphas: np.ndarray | None, baseline: bool = False
+    ) -> CoxnetSurvivalAnalysis:
         return CoxnetSurvivalAnalysis(
-            l1_ratio=l1, alphas=alphas, n_alphas=self.n_alphas,
-            alpha_min_ratio=self.alpha_min_ratio, fit_baseline_model=baseline, max_iter=100000,
+            l1_ratio=l1,
+            alphas=alphas,
+            n_alphas=self.n_alphas,
+            alpha_min_ratio=self.alpha_min_ratio,
+            fit_baseline_model=baseline,
+            max_iter=100000,
         )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -104,16 +118,22 @@ class LogisticCV(BaseEstimator):
     """Elastic-net logistic regression on the binary status (censored-before-horizon excluded),
     with C chosen by inner patient-grouped CV on AUC."""
 
-    def __init__(self, cs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
-                 l1_ratio: float = 0.5, inner_folds: int = 3, seed: int = 0) -> None:
+    def __init__(
+        self,
+        cs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+        l1_ratio: float = 0.5,
+        inner_folds: int = 3,
+        seed: int = 0,
+    ) -> None:
         self.cs = cs
         self.l1_ratio = l1_ratio
         self.inner_folds = inner_folds
         self.seed = seed
 
     def _model(self, c: float) -> LogisticRegression:
-        return LogisticRegression(C=c, l1_ratio=self.l1_ratio, solver="saga", max_iter=5000,
-                                  tol=1e-3)
+        return LogisticRegression(
+            C=c, l1_ratio=self.l1_ratio, solver="saga", max_iter=5000, tol=1e-3
+        )
 
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> LogisticCV:
         from sklearn.metrics import roc_auc_score
@@ -152,11 +172,13 @@ class BaselineLogistic(LogisticCV):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
-            ) -> BaselineLogistic:
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+    ) -> BaselineLogistic:
         known = ~np.isnan(y["binary"])
-        model = LogisticRegression(max_iter=5000).fit(np.asarray(x)[known],
-                                                      y["binary"][known].astype(int))
+        model = LogisticRegression(max_iter=5000).fit(
+            np.asarray(x)[known], y["binary"][known].astype(int)
+        )
         self.model_, self.coef_ = model, model.coef_[0].copy()
         self.intercept_ = float(model.intercept_[0])
         self.oof_risk_ = _cross_fit(self, x, y, groups, known)
@@ -169,12 +191,12 @@ class BaselineCoxNet(BaseEstimator):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
-            ) -> BaselineCoxNet:
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> BaselineCoxNet:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model_ = CoxnetSurvivalAnalysis(fit_baseline_model=True).fit(
-                np.asarray(x, dtype=float), surv_of(y))
+                np.asarray(x, dtype=float), surv_of(y)
+            )
         self.coef_ = self.model_.coef_[:, -1].copy()
         self.oof_risk_ = _cross_fit(self, x, y, groups, np.ones(len(y), dtype=bool))
         return self
@@ -183,8 +205,14 @@ class BaselineCoxNet(BaseEstimator):
         return np.asarray(x, dtype=float) @ self.coef_
 
 
-def _cross_fit(est: BaseEstimator, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
-               rows: np.ndarray, n_splits: int = 3) -> np.ndarray:
+def _cross_fit(
+    est: BaseEstimator,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    rows: np.ndarray,
+    n_splits: int = 3,
+) -> np.ndarray:
     """Out-of-inner-fold risks of an untuned learner (for calibration)."""
     oof = np.full(len(y), np.nan)
     label = np.nan_to_num(y["binary"]) if np.isnan(y["time"]).all() else y["event"]
@@ -223,15 +251,24 @@ class TreeSurvival(BaseEstimator):
     def _model(self) -> BaseEstimator:
         if self.kind == "gbs":
             return GradientBoostingSurvivalAnalysis(
-                n_estimators=self.n_estimators, learning_rate=0.05, max_depth=2, subsample=0.8,
-                max_features="sqrt", random_state=self.seed)
+                n_estimators=self.n_estimators,
+                learning_rate=0.05,
+                max_depth=2,
+                subsample=0.8,
+                max_features="sqrt",
+                random_state=self.seed,
+            )
         if self.kind == "rsf":
-            return RandomSurvivalForest(n_estimators=self.n_estimators, min_samples_leaf=10,
-                                        max_features="sqrt", n_jobs=1, random_state=self.seed)
+            return RandomSurvivalForest(
+                n_estimators=self.n_estimators,
+                min_samples_leaf=10,
+                max_features="sqrt",
+                n_jobs=1,
+                random_state=self.seed,
+            )
         raise InputError(f"unknown tree learner {self.kind!r}; use 'gbs' or 'rsf'.")
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
-            ) -> TreeSurvival:
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> TreeSurvival:
         x = np.asarray(x, dtype=float)
         ys = surv_of(y)
         self.oof_risk_ = np.zeros(len(y))

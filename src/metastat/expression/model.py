@@ -45,15 +45,19 @@ MODELS: dict[str, tuple[str, bool]] = {
 }
 
 
-def build_learner(name: str, *, seed: int, signatures: tuple[Signature, ...],
-                  survival: bool) -> BaseEstimator:
+def build_learner(
+    name: str, *, seed: int, signatures: tuple[Signature, ...], survival: bool
+) -> BaseEstimator:
     """Instantiate learner ``name`` (see :data:`MODELS`)."""
     if name not in MODELS:
-        raise UnknownNameError(f"unknown model {name!r}; models: {sorted(MODELS)}."
-                               f"{did_you_mean(name, sorted(MODELS))}")
+        raise UnknownNameError(
+            f"unknown model {name!r}; models: {sorted(MODELS)}.{did_you_mean(name, sorted(MODELS))}"
+        )
     if MODELS[name][1] and not survival:
-        raise InputError(f"model {name!r} needs follow-up times; this outcome has none "
-                         "(use 'logistic', 'ensemble_logistic' or 'baseline_logistic').")
+        raise InputError(
+            f"model {name!r} needs follow-up times; this outcome has none "
+            "(use 'logistic', 'ensemble_logistic' or 'baseline_logistic')."
+        )
     head = "cox" if survival else "logistic"
     return {
         "ensemble": lambda: SignatureEnsemble(signatures, head="cox", seed=seed),
@@ -94,18 +98,31 @@ class RiskModel(BaseEstimator):
         self.signatures = signatures
         self.seed = seed
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None,
-            batch: np.ndarray | None = None) -> RiskModel:
-        """Fit on samples x genes ``x`` and a target from :func:`~metastat.expression.heads.make_target`."""
+    def fit(
+        self,
+        x: pd.DataFrame,
+        y: np.ndarray,
+        groups: np.ndarray | None = None,
+        batch: np.ndarray | None = None,
+    ) -> RiskModel:
+        """Fit on samples x genes ``x`` and a target from ``heads.make_target``."""
         has_time = not np.isnan(y["time"]).any()
         self.preprocessor_ = ExpressionPreprocessor(
-            log=self.log, quantile=self.quantile, n_genes=self.n_genes, scale=self.scale)
+            log=self.log, quantile=self.quantile, n_genes=self.n_genes, scale=self.scale
+        )
         z = self.preprocessor_.fit_transform(x, batch=batch)
-        self.learner_ = build_learner(self.model, seed=self.seed, signatures=self.signatures,
-                                      survival=has_time and self.model not in
-                                      ("logistic", "ensemble_logistic", "baseline_logistic"))
-        self.learner_.fit(z if isinstance(self.learner_, SignatureEnsemble | SignatureScore)
-                          else z.to_numpy(), y, groups)
+        self.learner_ = build_learner(
+            self.model,
+            seed=self.seed,
+            signatures=self.signatures,
+            survival=has_time
+            and self.model not in ("logistic", "ensemble_logistic", "baseline_logistic"),
+        )
+        self.learner_.fit(
+            z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy(),
+            y,
+            groups,
+        )
         train_risk = self._risk(z)
         self.risk_cut_ = float(np.median(train_risk))
         self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
@@ -124,15 +141,16 @@ class RiskModel(BaseEstimator):
             slope = cox_1d(oof[ok], y["time"][ok], y["event"][ok])
             self.cox_slope_ = float(slope) if np.isfinite(slope) else 0.0
             self.base_times_, self.base_cumhaz_ = breslow_cumhaz(
-                self.cox_slope_ * oof[ok], y["time"][ok], y["event"][ok])
+                self.cox_slope_ * oof[ok], y["time"][ok], y["event"][ok]
+            )
 
     def _risk(self, z: pd.DataFrame) -> np.ndarray:
         data = z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy()
         return np.asarray(self.learner_.predict(data), dtype=float)
 
-    def predict(self, x: pd.DataFrame) -> np.ndarray:
+    def predict(self, x: pd.DataFrame, batch: np.ndarray | None = None) -> np.ndarray:
         """Risk score (higher = worse prognosis)."""
-        return self._risk(self.preprocessor_.transform(x))
+        return self._risk(self.preprocessor_.transform(x, batch))
 
     def survival_at(self, risk: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Predicted survival probability S(t) for each sample (rows) and time (columns)."""
@@ -149,14 +167,20 @@ class RiskModel(BaseEstimator):
             return expit(self.platt_[0] + self.platt_[1] * risk)
         return np.full(len(risk), np.nan)
 
-    def predict_frame(self, x: pd.DataFrame, surv_times: np.ndarray | None = None
-                      ) -> pd.DataFrame:
+    def predict_frame(
+        self, x: pd.DataFrame, surv_times: np.ndarray | None = None, batch: np.ndarray | None = None
+    ) -> pd.DataFrame:
         """Risk, probability, risk group (and survival probabilities) per sample."""
-        risk = self.predict(x)
-        out = pd.DataFrame({"risk": risk, "prob": self.probability(risk),
-                            "high_risk": risk > self.risk_cut_,
-                            "risk_percentile": np.searchsorted(self.train_risk_quantiles_, risk)
-                            .clip(0, 100)}, index=x.index)
+        risk = self.predict(x, batch)
+        out = pd.DataFrame(
+            {
+                "risk": risk,
+                "prob": self.probability(risk),
+                "high_risk": risk > self.risk_cut_,
+                "risk_percentile": np.searchsorted(self.train_risk_quantiles_, risk).clip(0, 100),
+            },
+            index=x.index,
+        )
         if surv_times is not None and self.cox_slope_ is not None:
             sp = self.survival_at(risk, surv_times)
             for i in range(sp.shape[1]):
@@ -173,17 +197,29 @@ class RiskModel(BaseEstimator):
         return pd.Series(np.asarray(coef, dtype=float), index=self.preprocessor_.genes_)
 
     def explain(self, x: pd.DataFrame, top: int = 10) -> list[dict[str, Any]]:
-        """Per sample, the genes contributing most to its risk (coefficient x standardised value)."""
+        """Per sample, the genes contributing most to its risk (weight x standardised value)."""
         coef = self.gene_coefficients
         if coef is None:
-            raise InputError(f"per-patient explanations need a model linear in genes; "
-                             f"{self.model!r} is not (use global permutation importance).")
+            raise InputError(
+                f"per-patient explanations need a model linear in genes; "
+                f"{self.model!r} is not (use global permutation importance)."
+            )
         z = self.preprocessor_.transform(x)
         contrib = z.to_numpy() * coef.to_numpy()
         out = []
         for i, sid in enumerate(z.index):
             order = np.argsort(-np.abs(contrib[i]))[:top]
-            out.append({"sample_id": str(sid), "genes": [
-                {"gene": str(z.columns[j]), "contribution": float(contrib[i, j]),
-                 "expression_z": float(z.iat[i, j])} for j in order]})
+            out.append(
+                {
+                    "sample_id": str(sid),
+                    "genes": [
+                        {
+                            "gene": str(z.columns[j]),
+                            "contribution": float(contrib[i, j]),
+                            "expression_z": float(z.iat[i, j]),
+                        }
+                        for j in order
+                    ],
+                }
+            )
         return out

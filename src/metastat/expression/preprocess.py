@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from metastat.errors import InputError, ModelError
-from metastat.expression.combat import combat
+from metastat.expression.combat import fit_combat
 
 LINEAR_SCALE_THRESHOLD = 100.0  # 99th percentile above this: values are not log-transformed
 
@@ -56,19 +56,24 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         self.max_missing_genes = max_missing_genes
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, x: pd.DataFrame, y: object = None, batch: np.ndarray | None = None
-            ) -> ExpressionPreprocessor:
+    def fit(
+        self, x: pd.DataFrame, y: object = None, batch: np.ndarray | None = None
+    ) -> ExpressionPreprocessor:
         self._fit_transform(_as_frame(x, "fit"), batch)
         return self
 
-    def fit_transform(self, x: pd.DataFrame, y: object = None, batch: np.ndarray | None = None,
-                      **_: object) -> pd.DataFrame:
+    def fit_transform(
+        self, x: pd.DataFrame, y: object = None, batch: np.ndarray | None = None, **_: object
+    ) -> pd.DataFrame:
         return self._fit_transform(_as_frame(x, "fit"), batch)
 
     def _fit_transform(self, x: pd.DataFrame, batch: np.ndarray | None) -> pd.DataFrame:
         if x.columns.duplicated().any():
-            raise InputError(f"duplicated gene columns {list(x.columns[x.columns.duplicated()][:5])}: "
-                             "collapse genes first (metastat.data.genes.collapse_genes).")
+            dup = list(x.columns[x.columns.duplicated()][:5])
+            raise InputError(
+                f"duplicated gene columns {dup}: "
+                "collapse genes first (metastat.data.genes.collapse_genes)."
+            )
         values = x.to_numpy(dtype=float)
         self.log_ = looks_linear(values) if self.log == "auto" else bool(self.log)
         values = self._log(values, x)
@@ -83,8 +88,10 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         if self.quantile:
             self.reference_ = np.sort(values, axis=1).mean(axis=0)
             values = self._quantile(values)
+        self.combat_ = None
         if batch is not None and len(np.unique(batch)) > 1:
-            values = combat(values, np.asarray(batch))
+            self.combat_ = fit_combat(values, np.asarray(batch))
+            values = self.combat_.apply(values, np.asarray(batch))
         if self.n_genes is not None and self.n_genes < values.shape[1]:
             top = np.sort(np.argsort(-values.var(axis=0))[: self.n_genes])
             values, genes = values[:, top], genes[top]
@@ -96,11 +103,20 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         return pd.DataFrame(self._standardise(values), index=x.index, columns=self.genes_)
 
     # -- transforming -----------------------------------------------------------------------------
-    def transform(self, x: pd.DataFrame) -> pd.DataFrame:
+    def missing_genes(self, x: pd.DataFrame) -> list[str]:
+        """Model genes absent from ``x`` (imputed with the training median when few)."""
+        return [str(g) for g in self.genes_in_ if g not in x.columns]
+
+    def transform(self, x: pd.DataFrame, batch: np.ndarray | None = None) -> pd.DataFrame:
+        """Apply the fitted steps.
+
+        With ComBat fitted, samples of training batches need their ``batch`` labels; a new cohort
+        (``batch=None``) is instead standardised by its own statistics when ``scale='batch'``.
+        """
         x = _as_frame(x, "transform")
         if not hasattr(self, "genes_"):
             raise ModelError("the preprocessor is not fitted.")
-        missing = [g for g in self.genes_in_ if g not in x.columns]
+        missing = self.missing_genes(x)
         if len(missing) > self.max_missing_genes * len(self.genes_in_):
             raise InputError(
                 f"{len(missing)} of the model's {len(self.genes_in_)} genes are absent from the "
@@ -112,6 +128,15 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         values = np.where(np.isnan(values), self.median_in_, values)
         if self.quantile:
             values = self._quantile(values)
+        if getattr(self, "combat_", None) is not None and (
+            batch is not None or self.scale != "batch"
+        ):
+            if batch is None:
+                raise InputError(
+                    "this model was trained on several cohorts with ComBat: pass "
+                    "the batch (cohort) of each sample, or use scale='batch'."
+                )
+            values = self.combat_.apply(values, np.asarray(batch))
         pos = pd.Index(self.genes_in_).get_indexer(self.genes_)
         values = values[:, pos]
         return pd.DataFrame(self._standardise(values), index=x.index, columns=self.genes_)

@@ -44,10 +44,16 @@ def _published() -> dict[str, tuple[str, str, str]]:
     # name -> (file, weight column, citation); weights as published (a fitted model learns the
     # direction and scale of the score, so the sign convention of the source does not matter)
     return {
-        "gene70": ("gene70.csv", "correlation",
-                   "van 't Veer L.J. et al. Nature 2002;415:530-6 (MammaPrint 70-gene)"),
-        "gene76": ("gene76.csv", "std.cox.coefficient",
-                   "Wang Y. et al. Lancet 2005;365:671-9 (Rotterdam 76-gene)"),
+        "gene70": (
+            "gene70.csv",
+            "correlation",
+            "van 't Veer L.J. et al. Nature 2002;415:530-6 (MammaPrint 70-gene)",
+        ),
+        "gene76": (
+            "gene76.csv",
+            "std.cox.coefficient",
+            "Wang Y. et al. Lancet 2005;365:671-9 (Rotterdam 76-gene)",
+        ),
     }
 
 
@@ -55,8 +61,10 @@ def published_signature(name: str, key: str = "symbol") -> Signature:
     """A published signature keyed by gene ``symbol``, ``entrez`` or ``probe``."""
     table = _published()
     if name not in table:
-        raise UnknownNameError(f"unknown signature {name!r}; published: {sorted(table)}."
-                               f"{did_you_mean(name, sorted(table))}")
+        raise UnknownNameError(
+            f"unknown signature {name!r}; published: {sorted(table)}."
+            f"{did_you_mean(name, sorted(table))}"
+        )
     file, wcol, cite = table[name]
     frame = pd.read_csv(_published_dir() / file)
     col = {"symbol": "HUGO.gene.symbol", "entrez": "EntrezGene.ID", "probe": "probe"}[key]
@@ -70,7 +78,7 @@ def published_signature(name: str, key: str = "symbol") -> Signature:
 
 
 def read_gene_sets(path: str | Path) -> list[Signature]:
-    """Read user gene sets: GMT (name, description, genes...) or CSV (``set``, ``gene``[, ``weight``])."""
+    """Read user gene sets: GMT, or CSV with columns ``set``, ``gene`` [, ``weight``]."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such gene-set file.")
@@ -81,8 +89,10 @@ def read_gene_sets(path: str | Path) -> list[Signature]:
             if not line.strip():
                 continue
             if len(parts) < 3:
-                raise InputError(f"{path}, line {lineno}: a GMT line needs name, description "
-                                 "and at least one gene, tab-separated.")
+                raise InputError(
+                    f"{path}, line {lineno}: a GMT line needs name, description "
+                    "and at least one gene, tab-separated."
+                )
             sets.append(Signature(parts[0], {g: 1.0 for g in parts[2:] if g}, str(path)))
         return sets
     try:
@@ -91,12 +101,18 @@ def read_gene_sets(path: str | Path) -> list[Signature]:
         raise InputError(f"{path}: cannot be parsed as a gene-set CSV ({exc}).") from exc
     missing = {"set", "gene"} - set(frame.columns)
     if missing:
-        raise InputError(f"{path}: gene-set CSV needs columns 'set' and 'gene' "
-                         f"(optional 'weight'); missing {sorted(missing)}.")
+        raise InputError(
+            f"{path}: gene-set CSV needs columns 'set' and 'gene' "
+            f"(optional 'weight'); missing {sorted(missing)}."
+        )
     if "weight" not in frame.columns:
         frame["weight"] = 1.0
     for name, g in frame.groupby("set", sort=False):
-        sets.append(Signature(str(name), dict(zip(g["gene"].astype(str),
-                                                  g["weight"].astype(float), strict=True)),
-                              str(path)))
+        sets.append(
+            Signature(
+                str(name),
+                dict(zip(g["gene"].astype(str), g["weight"].astype(float), strict=True)),
+                str(path),
+            )
+        )
     return sets

@@ -1,0 +1,1 @@
+"""Reports: plots and HTML built from a run's predictions table (any modality)."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: small synthetic cohorts with a planted signal (format tests only) and paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def planted_cohort(
+    n: int = 120, n_genes: int = 40, seed: int = 0, signal: float = 1.5
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Expression (log2-like) and clinical tables where genes G0..G4 drive the hazard."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(8.0, 1.0, size=(n, n_genes))
+    lp = signal * (x[:, :5].mean(axis=1) - 8.0) * 2
+    t_event = rng.exponential(30 * np.exp(-lp))
+    t_cens = rng.uniform(10, 80, n)
+    time = np.minimum(t_event, t_cens)
+    event = (t_event <= t_cens).astype(int)
+    ids = [f"S{i:03d}" for i in range(n)]
+    expr = pd.DataFrame(
+        x, index=pd.Index(ids, name="sample_id"), columns=[f"G{j}" for j in range(n_genes)]
+    )
+    clin = pd.DataFrame(
+        {
+            "months": time.round(2),
+            "relapse": event,
+            "patient": [f"P{i // 2:03d}" for i in range(n)],
+        },
+        index=pd.Index(ids, name="sample_id"),
+    )
+    return expr, clin
+
+
+@pytest.fixture
+def planted_files(tmp_path: Path) -> tuple[Path, Path]:
+    expr, clin = planted_cohort()
+    e, c = tmp_path / "expr.csv", tmp_path / "clin.tsv"
+    expr.to_csv(e)
+    clin.to_csv(c, sep="\t")
+    return e, c
