@@ -120,6 +120,7 @@ class SlideReader:
         self._cache_bytes = int(cache_bytes)
         self._lock = threading.Lock()
         self._generation = 0
+        self.unreadable_blocks = 0  # thumbnail blocks that could not be read (shown white)
         if not self.path.exists():
             raise SlideOpenError(
                 f"slide file '{self.path}' does not exist: check the path, the manifest's "
@@ -135,10 +136,23 @@ class SlideReader:
         self._handle: _Handle | None = None
         for name in order:
             try:
-                self._handle = _OPENERS[name](self.path, self._cache_bytes)
-                break
+                handle = _OPENERS[name](self.path, self._cache_bytes)
             except Exception as exc:  # backends raise many types for broken files
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            try:  # a header can parse while the pixel data is cut off: probe first/last tile
+                last = len(handle.obj.level_dimensions) - 1
+                lw, lh = handle.obj.level_dimensions[last]
+                ds = float(handle.obj.level_downsamples[last])
+                for x, y in ((0, 0), (lw - 1, lh - 1)):
+                    np.asarray(handle.obj.read_region((int(x * ds), int(y * ds)), last, (1, 1)))
+            except Exception as exc:
+                errors.append(f"{name}: cannot read pixels: {type(exc).__name__}: {exc}")
+                with contextlib.suppress(Exception):
+                    handle.obj.close()
+                continue
+            self._handle = handle
+            break
         if self._handle is None:
             raise SlideOpenError(
                 f"cannot open slide '{self.path.name}' ({'; '.join(errors)}). The file may be "
@@ -251,14 +265,13 @@ class SlideReader:
 
     # -- reading ------------------------------------------------------------------------------
     def _reopen(self, seen_generation: int) -> None:
+        """Replace the handle after an error. The old one is not closed here: reads still
+        running in other threads hold a reference, and it is freed when the last one ends."""
         with self._lock:
             if self._generation != seen_generation:  # another thread already reopened
                 return
             assert self._handle is not None
-            name = self._handle.name
-            with contextlib.suppress(Exception):  # a broken handle may fail to close
-                self._handle.obj.close()
-            self._handle = _OPENERS[name](self.path, self._cache_bytes)
+            self._handle = _OPENERS[self._handle.name](self.path, self._cache_bytes)
             self._generation += 1
 
     def _read_once(self, location_px0: tuple[int, int], level: int, size_px: tuple[int, int]):
@@ -323,7 +336,7 @@ class SlideReader:
         while y < lh:
             hh = min(strip_h, lh - y)
             y0_px0 = round(y * lds)
-            strip = self.read((0, y0_px0), (lw, hh), level)
+            strip = self._read_tolerant((0, y0_px0), (lw, hh), level)
             top = round(y * out_h / lh)
             bottom = max(top + 1, round((y + hh) * out_h / lh))
             out.paste(
@@ -332,6 +345,27 @@ class SlideReader:
             )
             y += hh
         return np.asarray(out)
+
+    def _read_tolerant(
+        self, location_px0: tuple[int, int], size_px: tuple[int, int], level: int, block: int = 256
+    ) -> np.ndarray:
+        """Like :meth:`read`, but unreadable blocks (corrupt tiles) come back white."""
+        try:
+            return self.read(location_px0, size_px, level)
+        except SlideReadError:
+            pass
+        w, h = size_px
+        ds = self.level_downsamples[level]
+        out = np.full((h, w, 3), 255, np.uint8)
+        for by in range(0, h, block):
+            for bx in range(0, w, block):
+                bw, bh = min(block, w - bx), min(block, h - by)
+                loc = (location_px0[0] + round(bx * ds), location_px0[1] + round(by * ds))
+                try:
+                    out[by : by + bh, bx : bx + bw] = self.read(loc, (bw, bh), level)
+                except SlideReadError:
+                    self.unreadable_blocks += 1
+        return out
 
     def close(self) -> None:
         """Release the backend handle."""
