@@ -32,6 +32,8 @@ Backend = Literal["auto", "openslide", "tiffslide"]
 
 #: Largest single region read allowed, in output pixels (about 256 MiB as RGBA).
 DEFAULT_MAX_READ_PX = 64 * 2**20
+#: Largest level a thumbnail is computed from, strip by strip (16 Gpx).
+MAX_THUMBNAIL_SOURCE_PX = 2**34
 #: OpenSlide's decoded-tile cache per open slide.
 DEFAULT_CACHE_BYTES = 64 * 2**20
 
@@ -330,6 +332,12 @@ class SlideReader:
         level = self.best_level_for_downsample(ds)
         lw, lh = self.level_dimensions[level]
         lds = self.level_downsamples[level]
+        if lw * lh > MAX_THUMBNAIL_SOURCE_PX:
+            raise ReadTooLargeError(
+                f"slide '{self.path.name}' has no pyramid level small enough for a thumbnail "
+                f"(smallest usable: {lw}x{lh} px): convert it to a pyramidal TIFF (e.g. with "
+                "vips tiffsave --pyramid --tile), or check that the file is not damaged"
+            )
         strip_h = max(1, min(lh, self.max_read_px // max(lw, 1) // 2))
         out = Image.new("RGB", (out_w, out_h), (255, 255, 255))
         y = 0
