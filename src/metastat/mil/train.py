@@ -344,3 +344,41 @@ def check_cohort(data: MILData, config: MILConfig) -> None:
     """Raise early if the cohort cannot support the requested CV."""
     if len(data) < 2 * config.n_splits:
         raise ValidationError(f"only {len(data)} bags for {config.n_splits}-fold CV")
+
+
+def train_final(config: MILConfig, data: MILData) -> FitResult:
+    """The deployable model: all units, patient-grouped validation split for early stopping and
+    calibration, first seed of the config."""
+    seed = config.seeds[0]
+    tr, va = split_validation(data, np.arange(len(data)), config.val_fraction, seed)
+    return fit(config, data, tr, va, model_name=config.model, seed=seed)
+
+
+def run_meta(config: MILConfig, data: MILData, **extra: Any) -> dict[str, Any]:
+    """Provenance of a run (config, cohort size, versions, seeds)."""
+    import platform
+
+    from metastat import __version__
+
+    return {
+        "kind": "cv",
+        "model": config.model,
+        "baseline": config.baseline,
+        "task": config.task,
+        "outcome": config.data.label
+        if config.task != "survival"
+        else f"{config.data.time}/{config.data.event}",
+        "n_splits": config.n_splits,
+        "n_repeats": len(config.seeds),
+        "seeds": config.seeds,
+        "n_boot": config.n_boot,
+        "n_samples": len(data),
+        "n_patients": len(np.unique(data.patient_ids)),
+        "unit": config.unit,
+        "classes": data.classes,
+        "metastat": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": config.model_dump(mode="json"),
+        **extra,
+    }
