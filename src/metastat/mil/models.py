@@ -9,7 +9,6 @@ Every model returns :class:`MILOutput` with per-tile scores for heatmaps.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -223,20 +222,30 @@ class TransMIL(nn.Module):
     ) -> MILOutput:
         h = self.embed(x) * mask.unsqueeze(-1)
         b, n, d = h.shape
-        side = max(1, math.ceil(math.sqrt(n)))
-        pad_n = side * side - n
-        h = F.pad(h, (0, 0, 0, pad_n))
-        valid = F.pad(mask, (0, pad_n), value=False)
-        t = torch.cat([self.cls.expand(b, 1, d), h], dim=1)
+        # each bag on its own square (side from its own size) in the top-left of a shared grid,
+        # so padding a bag in a batch never changes its position encoding
+        n_b = mask.sum(1)
+        side_b = torch.ceil(torch.sqrt(n_b.float())).long().clamp(min=1)
+        side = int(side_b.max())
+        j = torch.arange(n, device=x.device).unsqueeze(0)
+        pos = (j // side_b.unsqueeze(1)) * side + j % side_b.unsqueeze(1)
+        pos = torch.where(mask, pos, side * side)  # padded tiles -> a dropped extra slot
+        grid = h.new_zeros(b, side * side + 1, d).scatter(1, pos.unsqueeze(-1).expand(-1, -1, d), h)
+        valid = mask.new_zeros(b, side * side + 1).scatter(1, pos, mask)
+        grid, valid = grid[:, :-1], valid[:, :-1]
+        t = torch.cat([self.cls.expand(b, 1, d), grid], dim=1)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=mask.device), ~valid], 1)
         w = None
         for i, block in enumerate(self.blocks):
             t, w = block(t, pad)
             if i == 0:
-                body = self.ppeg(t[:, 1:], side) * valid.unsqueeze(-1)
+                keep = valid.unsqueeze(-1)
+                body = self.ppeg(t[:, 1:] * keep, side) * keep
                 t = torch.cat([t[:, :1], body], dim=1)
         assert w is not None
-        attention = w[:, 0, 1 : n + 1]  # class token -> tiles, last layer, head average
+        cls_att = F.pad(w[:, 0, 1:], (0, 1))  # class token -> grid cells, last layer
+        attention = cls_att.gather(1, pos) * mask  # back in tile order
+        attention = attention / attention.sum(1, keepdim=True).clamp(min=1e-12)
         return MILOutput(self.head(self.norm(t[:, 0])), attention)
 
 
