@@ -127,23 +127,7 @@ def fit(
     if head.task == "survival" and head.survival_loss == "cox":
         bs = max(bs, 8)  # a partial likelihood needs several bags per step
     for epoch in range(config.epochs):
-        model.train()
-        order = rng.permutation(train)
-        losses = []
-        for start in range(0, len(order), bs):
-            idx = order[start : start + bs]
-            bags = [subsample(data.bag(int(u)), config.max_tiles, rng) for u in idx]
-            t = data.targets.subset(idx)
-            x, mask = collate(bags)
-            y = torch.as_tensor(t.label) if t.label is not None else None
-            out = model(x, mask, y)
-            loss = loss_fn(out.logits, t)
-            if out.instance_loss is not None:
-                loss = (1 - config.clam_weight) * loss + config.clam_weight * out.instance_loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+        losses = run_epoch(model, opt, loss_fn, data, rng.permutation(train), config, rng, bs)
         val_loss = _eval_loss(model, val_bags, data.targets.subset(val), loss_fn)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
         if val_loss < best - 1e-6 or best_state is None:
@@ -167,6 +151,36 @@ def fit(
     return FitResult(
         model_name, model, spec, head, seed, history, best_epoch, time.perf_counter() - t0
     )
+
+
+def run_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: _Loss,
+    data: MILData,
+    order: np.ndarray,
+    config: MILConfig,
+    rng: np.random.Generator,
+    batch_size: int,
+) -> list[float]:
+    """One pass over the units in ``order`` in padded, masked mini-batches; batch losses."""
+    model.train()
+    losses = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        bags = [subsample(data.bag(int(u)), config.max_tiles, rng) for u in idx]
+        t = data.targets.subset(idx)
+        x, mask = collate(bags)
+        y = torch.as_tensor(t.label) if t.label is not None else None
+        out = model(x, mask, y)
+        loss = loss_fn(out.logits, t)
+        if out.instance_loss is not None:
+            loss = (1 - config.clam_weight) * loss + config.clam_weight * out.instance_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
 
 
 def _eval_loss(model: nn.Module, bags: list[np.ndarray], t: Targets, loss_fn: _Loss) -> float:
