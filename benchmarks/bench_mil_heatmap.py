@@ -53,10 +53,10 @@ def main() -> None:
     out, shared = Path(args.out), Path(args.shared)
     report: dict = {}
     cfg = MILConfig(
-        model="abmil", hidden_dim=128, attention_dim=64, epochs=30, lr=5e-4, threads=2, seeds=[0]
+        model="abmil", hidden_dim=64, attention_dim=32, epochs=12, lr=1e-3, threads=2, seeds=[0]
     )
     pools = load_pools()
-    gen = PlantedBags(pools, n_bags=120, n_tiles=(200, 400), seed=7)
+    gen = PlantedBags(pools, n_bags=120, n_tiles=(100, 200), seed=7)
     t0 = time.perf_counter()
     res = train_final(cfg, planted_data(gen))
     ck_dir = _save(res, out / "planted_abmil_model", pools.encoder)

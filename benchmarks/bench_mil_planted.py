@@ -25,33 +25,34 @@ from metastat.mil.heatmap import tile_scores
 from metastat.mil.planted import PlantedBags, load_pools, planted_data
 from metastat.mil.train import cross_validate
 
-MODELS = ["mean", "max", "abmil", "clam_sb", "clam_mb", "transmil"]
+MODELS = ["mean", "abmil", "clam_sb", "clam_mb", "max", "transmil"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/work/artifacts/mil/planted")
-    ap.add_argument("--bags", type=int, default=160)
+    ap.add_argument("--bags", type=int, default=120)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gen = PlantedBags(
-        load_pools(), n_bags=args.bags, n_tiles=(200, 400), witness_rate=(0.01, 0.10), seed=2026
+        load_pools(), n_bags=args.bags, n_tiles=(100, 200), witness_rate=(0.01, 0.10), seed=2026
     )
     data = planted_data(gen)
     cfg = MILConfig(
         seeds=[int(s) for s in args.seeds.split(",")],
-        n_splits=5,
+        n_splits=args.folds,
         epochs=args.epochs,
-        min_epochs=8,
-        patience=6,
-        hidden_dim=128,
-        attention_dim=64,
-        lr=5e-4,
+        min_epochs=5,
+        patience=4,
+        hidden_dim=64,
+        attention_dim=32,
+        lr=1e-3,
         batch_size=4,
         max_tiles=None,
         n_boot=1000,

@@ -204,7 +204,7 @@ def slide_heatmap(
     if slide_path is not None:
         from metastat.slides import open_slide
 
-        reader = open_slide(slide_path, mpp_override=1.0)  # µm/px is irrelevant for drawing
+        reader = open_slide(slide_path)  # drawing and crops need no µm/px
         size0 = reader.dimensions_px0
         thumb = reader.thumbnail(1600)
         hw = thumb.shape[:2]
