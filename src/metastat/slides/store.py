@@ -200,7 +200,8 @@ def is_complete(
 
 
 def list_bags(directory: str | os.PathLike[str], *, include_external: bool = False) -> list[Path]:
-    """Complete metastat feature files in ``directory`` (sorted).
+    """Complete metastat feature files in ``directory`` (sorted); a run's ``--out`` folder
+    works too (its ``features/`` subfolder is used).
 
     With ``include_external``, CLAM/TRIDENT ``.h5`` bags found anywhere below ``directory``
     (they have no success marker) are listed too.
@@ -211,6 +212,8 @@ def list_bags(directory: str | os.PathLike[str], *, include_external: bool = Fal
             f"feature folder '{d}' does not exist: run 'metastat slides process ... --out {d}' "
             "first, or pass the folder that holds the .h5 feature files"
         )
+    if not any(d.glob("*.h5")) and (d / "features").is_dir():  # a run's --out folder
+        d = d / "features"
     bags = [p for p in sorted(d.glob("*.h5")) if is_complete(p)]
     if include_external:
         own = set(bags)
