@@ -53,6 +53,17 @@ def test_backends_return_same_pixels(synth: Path) -> None:
     assert np.abs(ra.astype(int) - rb.astype(int)).mean() < 3  # same JPEG data, decoders differ
 
 
+@pytest.mark.parametrize("backend", ["openslide", "tiffslide"])
+def test_reads_past_the_edge_are_white(synth: Path, backend: str) -> None:
+    with open_slide(synth, backend=backend) as s:
+        t = s.read((2048 - 100, 1536 - 50), (200, 100))  # 100x50 px inside, rest outside
+        inside = s.read((2048 - 100, 1536 - 50), (100, 50))
+        outside = s.read((5000, 5000), (64, 64), level=1)
+    assert np.all(t[50:, :] == 255) and np.all(t[:, 100:] == 255)
+    np.testing.assert_array_equal(t[:50, :100], inside)
+    assert np.all(outside == 255)
+
+
 def test_missing_mpp_error_says_how_to_fix(tmp_path: Path) -> None:
     p = write_synthetic_slide(tmp_path / "nompp.tiff", size_px0=(512, 512), mpp=None, levels=1)
     s = open_slide(p)

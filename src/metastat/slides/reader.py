@@ -305,6 +305,24 @@ class SlideReader:
                 f"level {level} does not exist in '{self.path.name}' "
                 f"(levels 0-{self.level_count - 1})"
             )
+        # parts outside the slide are white for every backend (tiffslide would pad black)
+        ds = self.level_downsamples[level]
+        lw, lh = self.level_dimensions[level]
+        x_l, y_l = location_px0[0] / ds, location_px0[1] / ds
+        left, top = max(0, -round(x_l)), max(0, -round(y_l))
+        right = min(w, lw - round(x_l))
+        bottom = min(h, lh - round(y_l))
+        if right <= left or bottom <= top:
+            return np.full((h, w, 3), 255, np.uint8)
+        if (left, top, right, bottom) != (0, 0, w, h):
+            inner = self.read(
+                (location_px0[0] + round(left * ds), location_px0[1] + round(top * ds)),
+                (right - left, bottom - top),
+                level,
+            )
+            out = np.full((h, w, 3), 255, np.uint8)
+            out[top:bottom, left:right] = inner
+            return out
         last: Exception | None = None
         for _attempt in range(2):
             gen = self._generation

@@ -71,9 +71,11 @@ def tissue_fraction_of_boxes(
     dx, dy = mask.downsample
     x0 = np.clip(np.floor(coords_px0[:, 0] / dx).astype(np.int64), 0, w)
     y0 = np.clip(np.floor(coords_px0[:, 1] / dy).astype(np.int64), 0, h)
-    x1 = np.clip(np.ceil((coords_px0[:, 0] + size_px0) / dx).astype(np.int64), 0, w)
-    y1 = np.clip(np.ceil((coords_px0[:, 1] + size_px0) / dy).astype(np.int64), 0, h)
-    area = np.maximum((x1 - x0) * (y1 - y0), 1)
+    x1_full = np.ceil((coords_px0[:, 0] + size_px0) / dx).astype(np.int64)
+    y1_full = np.ceil((coords_px0[:, 1] + size_px0) / dy).astype(np.int64)
+    x1, y1 = np.clip(x1_full, 0, w), np.clip(y1_full, 0, h)
+    # relative to the whole tile: a part beyond the slide's edge counts as background
+    area = np.maximum((x1_full - x0) * (y1_full - y0), 1)
     inside = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
     return (inside / area).astype(np.float32)
 
@@ -94,8 +96,9 @@ def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> Ti
     if config.overlap_um >= config.tile_size_um:
         raise ValueError("overlap_um must be smaller than the tile size in µm")
     w0, h0 = slide.dimensions_px0
-    xs = np.arange(0, max(w0 - tile_px0, 0) + 1, stride_px0, dtype=np.int64)
-    ys = np.arange(0, max(h0 - tile_px0, 0) + 1, stride_px0, dtype=np.int64)
+    # tiles may run past the right/bottom edge (read as white) so edge tissue is covered
+    xs = np.arange(0, w0, stride_px0, dtype=np.int64)
+    ys = np.arange(0, h0, stride_px0, dtype=np.int64)
     gx, gy = np.meshgrid(xs, ys)
     coords = np.stack([gx.ravel(), gy.ravel()], axis=1)
     frac = tissue_fraction_of_boxes(mask, coords, size_px0_f)
