@@ -1,0 +1,155 @@
+"""``metastat slides``: whole-slide images -> tissue masks, tile grids, tile-feature files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metastat.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.command()
+def process(
+    source: Annotated[Path, typer.Argument(help="Folder of slides, manifest CSV/TSV, or a slide.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    mpp: Annotated[
+        float | None,
+        typer.Option(help="µm/px for slides whose metadata has none (manifest 'mpp' wins)."),
+    ] = None,
+    tile_size_px: Annotated[int, typer.Option(help="Tile side in pixels.")] = 224,
+    target_mpp: Annotated[float, typer.Option(help="Tile resolution in µm/px.")] = 0.5,
+    overlap_um: Annotated[float, typer.Option(help="Overlap of neighbouring tiles in µm.")] = 0.0,
+    min_tissue_fraction: Annotated[
+        float, typer.Option(help="Keep tiles with this much tissue.")
+    ] = 0.5,
+    encoder: Annotated[str, typer.Option(help="Tile encoder (see 'metastat slides encoders').")] = (
+        "efficientnet_lite0"
+    ),
+    encoder_weights: Annotated[
+        Path | None, typer.Option(help="Local weights file for the encoder (offline use).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: best).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
+    read_threads: Annotated[int, typer.Option(help="Tile-reading threads per slide.")] = 2,
+    workers: Annotated[int, typer.Option(help="Worker processes (0: in this process).")] = 1,
+    torch_threads: Annotated[
+        int | None, typer.Option(help="Encoder threads per worker (fix it for bitwise reruns).")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786.")
+    ] = None,
+    pseudonymise: Annotated[
+        bool, typer.Option(help="Name outputs by keyed hashes of slide ids (key in env).")
+    ] = False,
+    max_unreadable_fraction: Annotated[
+        float, typer.Option(help="Fail a slide if more of its tiles are unreadable.")
+    ] = 0.05,
+    qc: Annotated[bool, typer.Option(help="Write QC PNGs (mask outline + tile grid).")] = True,
+    strict: Annotated[bool, typer.Option(help="Exit with 1 if any slide failed.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Tissue detection, tiling and tile embeddings for every slide; one .h5 per slide."""
+    from metastat.slides.pipeline import ProcessConfig
+    from metastat.slides.runner import PSEUDONYM_ENV, discover_slides, run_cohort
+    from metastat.slides.tiling import TilingConfig
+
+    key = None
+    if pseudonymise:
+        key = os.environ.get(PSEUDONYM_ENV)
+        if not key:
+            raise InputError(
+                f"--pseudonymise needs a secret key in the environment variable {PSEUDONYM_ENV}: "
+                f"export {PSEUDONYM_ENV}=... (keep it to re-identify slides later), or drop "
+                "--pseudonymise"
+            )
+    try:
+        config = ProcessConfig(
+            tiling=TilingConfig(
+                tile_size_px=tile_size_px,
+                target_mpp=target_mpp,
+                overlap_um=overlap_um,
+                min_tissue_fraction=min_tissue_fraction,
+            ),
+            encoder=encoder,
+            encoder_weights=str(encoder_weights) if encoder_weights else None,
+            device=device,
+            batch_size=batch_size,
+            read_threads=read_threads,
+            torch_threads=torch_threads,
+            max_unreadable_fraction=max_unreadable_fraction,
+            qc=qc,
+        )
+    except ValueError as exc:
+        raise InputError(f"invalid option: {exc}") from exc
+    from metastat.slides.encoders import get_encoder_spec
+
+    get_encoder_spec(encoder)  # fail fast on a misspelled encoder name
+    jobs = discover_slides(source, mpp_fallback=mpp, pseudonym_key=key)
+    summary = run_cohort(jobs, out, config, workers=workers, scheduler=scheduler, progress=progress)
+    typer.echo(
+        f"slides: {summary.n_slides} | done {summary.done} | skipped (already finished) "
+        f"{summary.skipped} | failed {summary.failed} | tiles {summary.tiles} | "
+        f"{summary.seconds:.1f} s ({summary.tiles_per_s:.1f} tiles/s)"
+    )
+    for s in summary.slides:
+        if s["status"] == "failed":
+            typer.echo(f"  failed {s['slide_id']}: {s['error']}", err=True)
+    typer.echo(
+        f"features: {out / 'features'}  QC: {out / 'qc'}  summary: {out / 'run_summary.json'}"
+    )
+    if strict and summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(
+    slide: Annotated[Path, typer.Argument(help="A slide file.")],
+    mpp: Annotated[float | None, typer.Option(help="µm/px override.")] = None,
+) -> None:
+    """Geometry, pyramid levels and µm/px of a slide (no vendor properties, no label)."""
+    from metastat.slides.reader import open_slide
+
+    with open_slide(slide, mpp_override=mpp) as s:
+        meta = s.safe_metadata()
+        typer.echo(f"slide: {slide.name}")
+        for k, v in meta.items():
+            typer.echo(f"  {k}: {v}")
+        for i, (dims, ds) in enumerate(zip(s.level_dimensions, s.level_downsamples, strict=True)):
+            typer.echo(f"  level {i}: {dims[0]}x{dims[1]} px, downsample {ds:.3f}")
+
+
+@app.command()
+def encoders() -> None:
+    """List the registered tile encoders."""
+    from metastat.slides.encoders import get_encoder_spec, list_encoders
+
+    for name in list_encoders():
+        s = get_encoder_spec(name)
+        access = " [gated: needs hub access]" if s.needs_access else ""
+        typer.echo(f"{name:20s} dim {s.embedding_dim:5d}  {s.licence}  ({s.source}){access}")
+    typer.echo("timm:<model>         any timm model, e.g. timm:resnet50.tv_in1k")
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Output .tiff path.")],
+    width_px: Annotated[int, typer.Option(help="Level-0 width.")] = 8192,
+    height_px: Annotated[int, typer.Option(help="Level-0 height.")] = 6144,
+    mpp: Annotated[float, typer.Option(help="µm/px written in the file.")] = 0.5,
+    levels: Annotated[int, typer.Option(help="Pyramid levels.")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a synthetic pyramidal tiled TIFF with tissue-like regions (tests, benchmarks)."""
+    from metastat.slides.synthetic import write_synthetic_slide
+
+    p = write_synthetic_slide(
+        out, size_px0=(width_px, height_px), mpp=mpp, levels=levels, seed=seed
+    )
+    typer.echo(f"wrote {p}")

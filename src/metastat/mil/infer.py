@@ -1,0 +1,131 @@
+"""Inference: bags -> logits -> calibrated probabilities / risks, per slide and per patient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.special import expit
+from torch import nn
+
+from metastat.mil.bags import collate
+from metastat.mil.losses import survival_curve, to_bin
+from metastat.stats import breslow_cumhaz, cumhaz_at, logistic_fit
+
+
+@dataclass
+class Head:
+    """What the output logits mean, plus the calibration fitted on held-out data."""
+
+    task: str  # binary | multiclass | survival
+    classes: list[str] = field(default_factory=lambda: ["0", "1"])
+    survival_loss: str = "nll"
+    edges: list[float] | None = None  # inner time-bin edges (nll)
+    horizon: float | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_out(self) -> int:
+        if self.task != "survival":
+            return len(self.classes)
+        return 1 if self.survival_loss == "cox" else len(self.edges or []) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "classes": self.classes,
+            "survival_loss": self.survival_loss,
+            "edges": self.edges,
+            "horizon": self.horizon,
+            "calibration": self.calibration,
+        }
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, bags: Sequence[np.ndarray]) -> np.ndarray:
+    """Logits (n_bags, n_out) of whole bags, one bag at a time (no padding, any size)."""
+    model.eval()
+    out = [model(*collate([b])).logits[0].numpy() for b in bags]
+    return np.stack(out).astype(np.float64)
+
+
+def _score(logits: np.ndarray, head: Head) -> np.ndarray:
+    """The scalar risk of each bag (higher = worse)."""
+    if head.task == "binary":
+        return logits[:, 1] - logits[:, 0]
+    if head.task == "survival":
+        if head.survival_loss == "cox":
+            return logits[:, 0]
+        return -survival_curve(torch.from_numpy(logits)).numpy().sum(1)
+    p = torch.softmax(torch.from_numpy(logits), 1).numpy()
+    return 1.0 - p[:, 0]  # multiclass: probability of any class other than the first
+
+
+def fit_calibration(
+    head: Head,
+    logits_val: np.ndarray,
+    label_val: np.ndarray | None,
+    logits_train: np.ndarray,
+    time_train: np.ndarray | None,
+    event_train: np.ndarray | None,
+) -> dict[str, Any]:
+    """Platt scaling on the validation bags (binary), Breslow baseline hazard (Cox)."""
+    if head.task == "binary" and label_val is not None:
+        y = np.asarray(label_val, dtype=float)
+        if len(y) >= 8 and 0 < y.sum() < len(y):
+            beta = logistic_fit(_score(logits_val, head), y, np.zeros(len(y)), slope=True)
+            if np.all(np.isfinite(beta)) and beta[1] > 0:
+                return {"method": "platt", "intercept": float(beta[0]), "slope": float(beta[1])}
+    if head.task == "survival" and head.survival_loss == "cox" and time_train is not None:
+        times, cumhaz = breslow_cumhaz(
+            logits_train[:, 0], np.asarray(time_train, float), np.asarray(event_train, bool)
+        )
+        return {"method": "breslow", "times": times.tolist(), "cumhaz": cumhaz.tolist()}
+    return {}
+
+
+def outputs(logits: np.ndarray, head: Head) -> pd.DataFrame:
+    """risk, prob (event / positive class, calibrated when fitted) and per-class or survival
+    columns for each bag."""
+    risk = _score(logits, head)
+    out = pd.DataFrame({"risk": risk})
+    cal = head.calibration
+    if head.task == "binary":
+        p = torch.softmax(torch.from_numpy(logits), 1).numpy()[:, 1]
+        if cal.get("method") == "platt":
+            p = expit(cal["intercept"] + cal["slope"] * risk)
+        out["prob"] = p
+    elif head.task == "multiclass":
+        p = torch.softmax(torch.from_numpy(logits), 1).numpy()
+        for k, c in enumerate(head.classes):
+            out[f"prob_{c}"] = p[:, k]
+        out["prob"] = 1.0 - p[:, 0]
+        out["pred_class"] = [head.classes[k] for k in p.argmax(1)]
+    elif head.survival_loss == "nll":
+        surv = survival_curve(torch.from_numpy(logits)).numpy()
+        for k in range(surv.shape[1]):
+            out[f"surv_{k}"] = surv[:, k]
+        if head.horizon is not None and head.edges is not None:
+            k = int(to_bin(np.array([head.horizon]), np.asarray(head.edges))[0])
+            out["prob"] = 1.0 - surv[:, k]
+        else:
+            out["prob"] = np.nan
+    else:
+        if cal.get("method") == "breslow" and head.horizon is not None:
+            h0 = cumhaz_at(np.asarray(cal["times"]), np.asarray(cal["cumhaz"]), head.horizon)[0]
+            out["prob"] = 1.0 - np.exp(-h0 * np.exp(risk))
+        else:
+            out["prob"] = np.nan
+    return out
+
+
+def aggregate_patients(slides: pd.DataFrame, how: str = "mean") -> pd.DataFrame:
+    """Patient-level rows from slide-level ``risk``/``prob`` (mean or max over slides)."""
+    agg = slides.groupby("patient_id", sort=False).agg(
+        risk=("risk", how), prob=("prob", how), n_slides=("slide_id", "size")
+    )
+    return agg.reset_index()

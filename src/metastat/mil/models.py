@@ -1,0 +1,269 @@
+"""MIL models over padded, masked bags of tile features: (B, N, D) + mask (B, N) -> logits.
+
+Registry: ``mean`` / ``max`` pooling baselines, ``abmil`` (gated attention, Ilse et al. 2018),
+``clam_sb`` / ``clam_mb`` (attention with instance-level clustering, Lu et al. 2021; written from
+the paper, not from the GPL code) and ``transmil`` (Shao et al. 2021: class token, transformer
+layers with a convolutional position encoding; exact softmax attention instead of Nyström).
+Every model returns :class:`MILOutput` with per-tile scores for heatmaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metastat.errors import UnknownNameError, did_you_mean
+
+
+@dataclass
+class MILOutput:
+    """Bag logits (B, n_out), tile attention (B, N) or (B, n_out, N), optional extra loss."""
+
+    logits: torch.Tensor
+    attention: torch.Tensor
+    instance_loss: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Hyper-parameters shared by every MIL model."""
+
+    in_dim: int
+    n_out: int
+    hidden_dim: int = 256
+    attention_dim: int = 128
+    dropout: float = 0.25
+    n_heads: int = 4
+    n_layers: int = 2
+    clam_k: int = 8
+    clam_subtyping: bool = False
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis ignoring padded tiles (mask broadcast over leading axes)."""
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1).nan_to_num(0.0)
+
+
+class _Embed(nn.Sequential):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(
+            nn.Linear(spec.in_dim, spec.hidden_dim), nn.ReLU(), nn.Dropout(spec.dropout)
+        )
+
+
+class MeanPool(nn.Module):
+    """Masked mean of embedded tiles, then a linear head (uniform attention)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.embed, self.head = _Embed(spec), nn.Linear(spec.hidden_dim, spec.n_out)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
+    ) -> MILOutput:
+        h = self.embed(x)
+        w = mask.float() / mask.sum(1, keepdim=True).clamp(min=1)
+        return MILOutput(self.head((w.unsqueeze(-1) * h).sum(1)), w)
+
+
+class MaxPool(nn.Module):
+    """Per-tile logits, max over tiles per output (the tile score is its last-output logit)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.embed, self.head = _Embed(spec), nn.Linear(spec.hidden_dim, spec.n_out)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
+    ) -> MILOutput:
+        inst = self.head(self.embed(x)).masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        logits = inst.max(dim=1).values
+        score = masked_softmax(inst[..., -1], mask)
+        return MILOutput(logits, score)
+
+
+class GatedAttention(nn.Module):
+    """Gated attention scores a = w^T (tanh(V h) * sigmoid(U h)), one row per branch."""
+
+    def __init__(self, dim: int, attention_dim: int, n_branches: int, dropout: float) -> None:
+        super().__init__()
+        self.v = nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Dropout(dropout))
+        self.u = nn.Sequential(nn.Linear(dim, attention_dim), nn.Sigmoid(), nn.Dropout(dropout))
+        self.w = nn.Linear(attention_dim, n_branches)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.w(self.v(h) * self.u(h)).transpose(1, 2)  # (B, branches, N)
+
+
+class ABMIL(nn.Module):
+    """Gated-attention MIL: attention-weighted mean of tile embeddings, linear head."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.embed = _Embed(spec)
+        self.attn = GatedAttention(spec.hidden_dim, spec.attention_dim, 1, spec.dropout)
+        self.head = nn.Linear(spec.hidden_dim, spec.n_out)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
+    ) -> MILOutput:
+        h = self.embed(x)
+        a = masked_softmax(self.attn(h)[:, 0], mask)
+        return MILOutput(self.head(torch.einsum("bn,bnd->bd", a, h)), a)
+
+
+class CLAM(nn.Module):
+    """CLAM: gated attention (one branch, or one per output) + instance clustering loss.
+
+    During training with a class label, the ``clam_k`` most- and least-attended tiles of the true
+    class's branch get pseudo-labels 1 / 0 for that class's instance classifier; with
+    ``clam_subtyping`` the other classes' top tiles are pushed to 0 (mutually exclusive classes).
+    """
+
+    def __init__(self, spec: ModelSpec, multi_branch: bool) -> None:
+        super().__init__()
+        self.spec, self.multi = spec, multi_branch
+        self.embed = _Embed(spec)
+        branches = spec.n_out if multi_branch else 1
+        self.attn = GatedAttention(spec.hidden_dim, spec.attention_dim, branches, spec.dropout)
+        if multi_branch:  # one scalar classifier per class on its own attention pooling
+            self.heads = nn.ModuleList(nn.Linear(spec.hidden_dim, 1) for _ in range(spec.n_out))
+        else:
+            self.head = nn.Linear(spec.hidden_dim, spec.n_out)
+        self.instance = nn.ModuleList(nn.Linear(spec.hidden_dim, 2) for _ in range(spec.n_out))
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
+    ) -> MILOutput:
+        h = self.embed(x)
+        a = masked_softmax(self.attn(h), mask.unsqueeze(1))  # (B, branches, N)
+        pooled = torch.einsum("bkn,bnd->bkd", a, h)
+        if self.multi:
+            logits = torch.cat([hd(pooled[:, i]) for i, hd in enumerate(self.heads)], dim=1)
+        else:
+            logits = self.head(pooled[:, 0])
+        inst = self._instance_loss(h, a, mask, y) if y is not None and self.training else None
+        return MILOutput(logits, a if self.multi else a[:, 0], inst)
+
+    def _instance_loss(
+        self, h: torch.Tensor, a: torch.Tensor, mask: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        losses = []
+        for b in range(h.shape[0]):
+            n = int(mask[b].sum())
+            k = min(self.spec.clam_k, n // 2)
+            if k < 1:
+                continue
+            for c in range(self.spec.n_out):
+                att = a[b, c if self.multi else 0, :n]
+                top = torch.topk(att, k).indices
+                if c == int(y[b]):
+                    bottom = torch.topk(-att, k).indices
+                    idx = torch.cat([top, bottom])
+                    target = torch.cat([torch.ones(k), torch.zeros(k)]).long()
+                elif self.spec.clam_subtyping:
+                    idx, target = top, torch.zeros(k, dtype=torch.long)
+                else:
+                    continue
+                losses.append(F.cross_entropy(self.instance[c](h[b, idx]), target))
+        return torch.stack(losses).mean() if losses else h.sum() * 0.0
+
+
+class PPEG(nn.Module):
+    """Pyramid position encoding: depth-wise 7/5/3 convolutions over the tiles laid on a grid."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(dim, dim, k, 1, k // 2, groups=dim) for k in (7, 5, 3))
+
+    def forward(self, tokens: torch.Tensor, side: int) -> torch.Tensor:
+        b, n, d = tokens.shape
+        grid = tokens.transpose(1, 2).reshape(b, d, side, side)
+        grid = grid + sum(conv(grid) for conv in self.convs)
+        return grid.reshape(b, d, n).transpose(1, 2)
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+
+    def forward(self, t: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = self.norm(t)
+        out, w = self.attn(
+            q, q, q, key_padding_mask=pad, need_weights=True, average_attn_weights=True
+        )
+        return t + out, w
+
+
+class TransMIL(nn.Module):
+    """Class token + two self-attention layers around a PPEG position encoding."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.embed = _Embed(spec)
+        self.cls = nn.Parameter(torch.zeros(1, 1, spec.hidden_dim))
+        nn.init.normal_(self.cls, std=0.02)
+        self.blocks = nn.ModuleList(
+            _Block(spec.hidden_dim, spec.n_heads, spec.dropout) for _ in range(spec.n_layers)
+        )
+        self.ppeg = PPEG(spec.hidden_dim)
+        self.norm = nn.LayerNorm(spec.hidden_dim)
+        self.head = nn.Linear(spec.hidden_dim, spec.n_out)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
+    ) -> MILOutput:
+        h = self.embed(x) * mask.unsqueeze(-1)
+        b, n, d = h.shape
+        # each bag on its own square (side from its own size) in the top-left of a shared grid,
+        # so padding a bag in a batch never changes its position encoding
+        n_b = mask.sum(1)
+        side_b = torch.ceil(torch.sqrt(n_b.float())).long().clamp(min=1)
+        side = int(side_b.max())
+        j = torch.arange(n, device=x.device).unsqueeze(0)
+        pos = (j // side_b.unsqueeze(1)) * side + j % side_b.unsqueeze(1)
+        pos = torch.where(mask, pos, side * side)  # padded tiles -> a dropped extra slot
+        grid = h.new_zeros(b, side * side + 1, d).scatter(1, pos.unsqueeze(-1).expand(-1, -1, d), h)
+        valid = mask.new_zeros(b, side * side + 1).scatter(1, pos, mask)
+        grid, valid = grid[:, :-1], valid[:, :-1]
+        t = torch.cat([self.cls.expand(b, 1, d), grid], dim=1)
+        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=mask.device), ~valid], 1)
+        w = None
+        for i, block in enumerate(self.blocks):
+            t, w = block(t, pad)
+            if i == 0:
+                keep = valid.unsqueeze(-1)
+                body = self.ppeg(t[:, 1:] * keep, side) * keep
+                t = torch.cat([t[:, :1], body], dim=1)
+        assert w is not None
+        cls_att = F.pad(w[:, 0, 1:], (0, 1))  # class token -> grid cells, last layer
+        attention = cls_att.gather(1, pos) * mask  # back in tile order
+        attention = attention / attention.sum(1, keepdim=True).clamp(min=1e-12)
+        return MILOutput(self.head(self.norm(t[:, 0])), attention)
+
+
+MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
+    "mean": MeanPool,
+    "max": MaxPool,
+    "abmil": ABMIL,
+    "clam_sb": lambda s: CLAM(s, multi_branch=False),
+    "clam_mb": lambda s: CLAM(s, multi_branch=True),
+    "transmil": TransMIL,
+}
+
+
+def build_model(name: str, spec: ModelSpec) -> nn.Module:
+    """Instantiate a registered MIL model."""
+    if name not in MODELS:
+        raise UnknownNameError(
+            f"unknown MIL model {name!r}.{did_you_mean(name, list(MODELS))} "
+            f"Known: {', '.join(MODELS)}"
+        )
+    return MODELS[name](spec)
