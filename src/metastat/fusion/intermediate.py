@@ -26,7 +26,7 @@ from metastat.errors import InputError
 from metastat.evaluate.splits import train_validation_split
 from metastat.expression.preprocess import ExpressionPreprocessor
 from metastat.fusion.coattention import CoAttentionNet, cluster_gene_sets
-from metastat.fusion.modalities import MODALITIES, MultimodalSet
+from metastat.fusion.modalities import MODALITIES, MultimodalSet, single_thread
 from metastat.mil.bags import collate
 from metastat.mil.models import GatedAttention, masked_softmax
 from metastat.stats import breslow_cumhaz, cox_1d, cumhaz_at, logistic_fit
@@ -206,6 +206,10 @@ class NeuralFusion:
         return keep
 
     def fit(self, data: MultimodalSet) -> NeuralFusion:
+        with single_thread():
+            return self._fit(data)
+
+    def _fit(self, data: MultimodalSet) -> NeuralFusion:
         torch.manual_seed(self.seed)
         self.kind_, self.horizon_ = data.kind, data.horizon
         self._fit_inputs(data)
@@ -271,7 +275,8 @@ class NeuralFusion:
 
     def predict_frame(self, data: MultimodalSet, surv_times: np.ndarray | None = None) -> pd.DataFrame:
         batch, present = self._inputs(data)
-        risk = self._predict(batch, present)
+        with single_thread():
+            risk = self._predict(batch, present)
         out = pd.DataFrame(
             {"risk": risk, "prob": self.probability(risk), "high_risk": risk > self.risk_cut_},
             index=data.ids,

@@ -282,3 +282,19 @@ def from_cohort(
         extra="drop",
         name=name,
     )
+
+
+class single_thread:  # noqa: N801 (used as a context manager)
+    """Run small torch models on one CPU thread (faster than contended multi-threading for
+    full-batch nets of a few thousand parameters); restores the previous setting."""
+
+    def __enter__(self) -> None:
+        import torch
+
+        self._n = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self._n)
