@@ -252,6 +252,7 @@ def from_cohort(
     horizon: str | float | None = None,
     variables: list[Variable] | None = None,
     expression: bool = True,
+    expression_table: pd.DataFrame | None = None,
     histology: Mapping[str, np.ndarray] | None = None,
 ) -> MultimodalSet:
     """A built-in / loaded cohort as a multimodal set: clinical variables from ``obs``, expression
@@ -271,13 +272,19 @@ def from_cohort(
     mask = usable_mask(out)
     obs = adata.obs.set_axis(ids)
     expr = expression_frame(adata).set_axis(ids) if expression and adata.n_vars else None
+    if expr is not None:
+        expr = expr[mask]
+    if expression_table is not None:
+        if expr is not None:
+            raise InputError("the cohort already has expression; do not pass another table.")
+        expr = expression_table
     return align_modalities(
         outcome_table(out, ids, mask),
         kind=out.kind,
         horizon=out.horizon,
         clinical=obs[mask],
         variables=variables,
-        expression=None if expr is None else expr[mask],
+        expression=expr,
         histology=histology,
         extra="drop",
         name=name,
