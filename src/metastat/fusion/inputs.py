@@ -134,3 +134,42 @@ def multimodal_from_options(
         name=Path(clinical).stem,
     )
 
+
+
+def prediction_set(
+    *,
+    variables: list[Variable] | None,
+    clinical: Path | None = None,
+    expression: Path | None = None,
+    histology: Path | None = None,
+    kind: str = "survival",
+    horizon: float | None = None,
+) -> MultimodalSet:
+    """New patients without outcomes: every patient id found in any of the given tables."""
+    import pandas as pd
+
+    tables = {
+        "clinical": read_table(clinical) if clinical else None,
+        "expression": read_table(expression) if expression else None,
+    }
+    bags = load_histology(histology) if histology else None
+    ids: list[str] = []
+    for t in tables.values():
+        if t is not None:
+            ids += [str(i) for i in t.index]
+    ids += list(bags or {})
+    if not ids:
+        raise InputError("give at least one of --clinical, --expression, --histology.")
+    uniq = list(dict.fromkeys(ids))
+    nan = np.full(len(uniq), np.nan)
+    outcome = pd.DataFrame({"event": nan, "time": nan, "binary": nan}, index=uniq)
+    return align_modalities(
+        outcome,
+        kind=kind,
+        horizon=horizon,
+        clinical=tables["clinical"],
+        variables=variables if tables["clinical"] is not None else None,
+        expression=tables["expression"],
+        histology=bags,
+        name="new patients",
+    )
