@@ -1,0 +1,251 @@
+"""``metastat fusion``: evaluate, fit and apply models fusing clinical data, expression, histology."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from metastat.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, help="Fusion of expression, histology and clinical data.")
+
+DatasetOpt = typer.Option(
+    None,
+    "--dataset",
+    "-d",
+    help="Built-in expression cohort (breast_nki, breast_vdx, gastric_yonsei ...), clinical table "
+    "(colon_adjuvant, breast_gbsg2, tcga_cdr) or paired_benchmark.",
+)
+OutcomeOpt = typer.Option(..., "--outcome", "-o", help="Outcome name (dmfs, recurrence, rfs, pfi ...).")
+ClinOpt = typer.Option(None, "--clinical", help="User clinical table (patient id in first column).")
+VarsOpt = typer.Option(None, "--variables", help="JSON list of typed clinical variables.")
+ExprOpt = typer.Option(None, "--expression", help="Expression table (patients x genes).")
+HistOpt = typer.Option(None, "--histology", help="Folder of tile-feature bags (.h5).")
+EventOpt = typer.Option(None, "--event-col", help="User data: event column (1 = event).")
+TimeOpt = typer.Option(None, "--time-col", help="User data: follow-up time column.")
+HorizonOpt = typer.Option(None, "--horizon", help="Horizon for binary metrics, e.g. 5y, 36m.")
+SeedOpt = typer.Option(0, "--seed", help="Random seed (recorded in outputs).")
+DropOpt = typer.Option(None, "--drop", help="Modality removed at prediction time; repeatable.")
+
+
+def _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed):
+    from metastat.fusion.inputs import multimodal_from_options
+
+    return multimodal_from_options(
+        dataset,
+        outcome,
+        horizon=horizon,
+        clinical=clinical,
+        variables=variables,
+        expression=expression,
+        histology=histology,
+        event_col=event_col,
+        time_col=time_col,
+        seed=seed,
+    )
+
+
+def _print(result, keys: tuple[str, ...]) -> None:
+    table = Table(title=f"{result.meta['cohort']}: side by side on identical splits (95% CI)")
+    table.add_column("model")
+    for k in keys:
+        table.add_column(k)
+    wide = result.table(keys)
+    for model, row in wide.iterrows():
+        table.add_row(str(model), *[str(row.get(k, "")) for k in keys])
+    Console().print(table)
+
+
+@app.command()
+def evaluate(
+    outcome: str = OutcomeOpt,
+    dataset: str | None = DatasetOpt,
+    clinical: Path | None = ClinOpt,
+    variables: Path | None = VarsOpt,
+    expression: Path | None = ExprOpt,
+    histology: Path | None = HistOpt,
+    event_col: str | None = EventOpt,
+    time_col: str | None = TimeOpt,
+    model: list[str] | None = typer.Option(
+        None, "--model", "-m", help="Model(s) to compare; default: every modality + fusions."
+    ),
+    drop: list[str] | None = DropOpt,
+    generator: str | None = typer.Option(
+        None, "--generator", help="Also score with expression generated from histology (ridge, cvae)."
+    ),
+    baseline: str | None = typer.Option(
+        "clinical", "--baseline", help="Paired deltas of every model vs this one ('' for none)."
+    ),
+    cv: int = typer.Option(5, "--cv", help="Folds of patient-grouped stratified CV."),
+    repeats: int = typer.Option(1, "--repeats", help="CV repeats."),
+    seed: int = SeedOpt,
+    horizon: str | None = HorizonOpt,
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap replicates for CIs."),
+    out: Path | None = typer.Option(None, "--out", help="Write predictions, metrics, table."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON: model -> metric -> {estimate, ci_low, ci_high}."
+    ),
+) -> None:
+    """Cross-validate single-modality and fused models side by side on the same splits."""
+    from metastat.fusion.validate import primary_metric, side_by_side
+
+    data = _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed)
+    models = list(model) if model else None
+    if baseline and models is not None and baseline not in models:
+        models.insert(0, baseline)
+    if baseline and baseline not in (models or []) and baseline not in data.modalities:
+        baseline = None
+    result = side_by_side(
+        data,
+        models,
+        n_splits=cv,
+        n_repeats=repeats,
+        seed=seed,
+        n_boot=n_boot,
+        drop=tuple(drop or ()),
+        generator=generator,
+        baseline=baseline or None,
+        progress=not as_json,
+    )
+    if out is not None:
+        result.save(out)
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    key = primary_metric(data)
+    extra = ("td_auc", "brier_at_horizon") if key == "c_index" else ("brier", "balanced_accuracy")
+    _print(result, (key, *extra))
+    for m, d in result.deltas.items():
+        for k, v in d.items():
+            Console().print(f"{m}: {k} = {v}")
+
+
+@app.command()
+def fit(
+    outcome: str = OutcomeOpt,
+    out: Path = typer.Option(..., "--out", help="Model directory."),
+    dataset: str | None = DatasetOpt,
+    clinical: Path | None = ClinOpt,
+    variables: Path | None = VarsOpt,
+    expression: Path | None = ExprOpt,
+    histology: Path | None = HistOpt,
+    event_col: str | None = EventOpt,
+    time_col: str | None = TimeOpt,
+    seed: int = SeedOpt,
+    horizon: str | None = HorizonOpt,
+) -> None:
+    """Fit late fusion on every patient and save it (JSON + safetensors, no pickle)."""
+    from metastat.fusion.late import LateFusion
+    from metastat.fusion.persist import save_late
+
+    data = _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed)
+    model = LateFusion(seed=seed).fit(data)
+    info = {
+        "training_cohort": data.name,
+        "outcome": outcome,
+        "kind": data.kind,
+        "horizon": data.horizon,
+        "n_train": len(data),
+        "present": data.present.sum().astype(int).to_dict(),
+        "seed": seed,
+    }
+    save_late(model, out, info=info)
+    typer.echo(f"saved late fusion of {list(model.models_)} to {out}; weights {model.weights}")
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Option(..., "--model", "-m", help="Saved fusion model directory."),
+    dataset: str | None = DatasetOpt,
+    clinical: Path | None = ClinOpt,
+    expression: Path | None = ExprOpt,
+    histology: Path | None = HistOpt,
+    drop: list[str] | None = DropOpt,
+    out: Path | None = typer.Option(None, "--out", help="Write predictions CSV here."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Score patients with whatever modalities each has; every row says which modalities it used."""
+    from metastat.fusion.inputs import multimodal_from_options, prediction_set
+    from metastat.fusion.persist import load_late
+
+    model, manifest = load_late(model_dir)
+    if dataset is not None:
+        data = multimodal_from_options(dataset, manifest["outcome"])
+    else:
+        clin = model.models_.get("clinical")
+        variables = clin.model_.encoder_.variables if clin is not None else None
+        if clinical is not None and variables is None:
+            raise InputError("this model has no clinical branch; do not pass --clinical.")
+        data = prediction_set(
+            variables=variables,
+            clinical=clinical,
+            expression=expression,
+            histology=histology,
+            kind=manifest["kind"],
+            horizon=manifest["horizon"],
+        )
+    if drop:
+        data = data.without(*drop)
+    frame = model.predict_frame(data)
+    frame["risk_group"] = np.where(frame["high_risk"], "high", "low")
+    frame.loc[frame["modalities"] == "", "risk_group"] = "unknown (no modality)"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index_label="patient_id")
+    if as_json:
+        payload = {
+            "outcome": manifest.get("outcome"),
+            "horizon": manifest.get("horizon"),
+            "predictions": [
+                {
+                    "patient_id": str(pid),
+                    "risk": float(r.risk),
+                    "probability": None if not np.isfinite(r.prob) else float(r.prob),
+                    "risk_group": r.risk_group,
+                    "modalities": r.modalities,
+                    "expression_generated": bool(r.expression_generated),
+                }
+                for pid, r in frame.iterrows()
+            ],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+    elif out is None:
+        typer.echo(frame.to_string())
+
+
+@app.command()
+def generate(
+    dataset: str = typer.Option("paired_benchmark", "--dataset", "-d", help="Cohort with histology + expression."),
+    outcome: str = typer.Option("recurrence", "--outcome", "-o", help="Outcome (for stratified folds)."),
+    expression: Path | None = ExprOpt,
+    histology: Path | None = HistOpt,
+    generator: list[str] | None = typer.Option(None, "--generator", help="ridge, cvae (repeatable)."),
+    cv: int = typer.Option(5, "--cv", help="Folds (patient-grouped)."),
+    seed: int = SeedOpt,
+    out: Path | None = typer.Option(None, "--out", help="Write per-gene correlations CSV here."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON summary."),
+) -> None:
+    """Held-out per-gene correlation of expression generated from tile features."""
+    from metastat.fusion.generate import generation_cv
+
+    data = _data(dataset, outcome, None, None, None, expression, histology, None, None, seed)
+    corr = generation_cv(data, tuple(generator or ("ridge", "cvae")), n_splits=cv, seed=seed)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        corr.to_csv(out, index_label="gene")
+    summary = {
+        g: {
+            "median": float(corr[g].median()),
+            "q25": float(corr[g].quantile(0.25)),
+            "q75": float(corr[g].quantile(0.75)),
+            "fraction_above_0.5": float((corr[g] > 0.5).mean()),
+            "n_genes": int(corr[g].notna().sum()),
+        }
+        for g in corr.columns
+    }
+    typer.echo(json.dumps(summary, indent=None if as_json else 2))

@@ -1,0 +1,175 @@
+"""Assembling a :class:`MultimodalSet` from names and files (shared by the CLI and scripts).
+
+Sources: a built-in expression cohort (``breast_nki`` ...), a clinical-only table
+(``colon_adjuvant``, ``breast_gbsg2``, ``tcga_cdr``), the paired benchmark (``paired_benchmark``),
+or user files; optional expression table and folder of tile-feature bags (metastat / CLAM /
+TRIDENT ``.h5``) add modalities, matched by patient id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from metastat.clinical.datasets import CLINICAL_TABLES, load_clinical_table
+from metastat.clinical.encoder import Variable
+from metastat.data.outcomes import resolve_outcome
+from metastat.data.registry import DATASETS, load_dataset
+from metastat.data.tables import read_table
+from metastat.errors import InputError
+from metastat.fusion.modalities import (
+    MultimodalSet,
+    align_modalities,
+    from_cohort,
+    outcome_table,
+    usable_mask,
+)
+
+PAIRED = "paired_benchmark"
+_TCGA = re.compile(r"^(TCGA-[A-Z0-9]{2}-[A-Z0-9]{4})")
+
+
+def patient_of_slide(slide_id: str) -> str:
+    """Patient id of a slide: the TCGA patient barcode (12 characters) or the slide id itself."""
+    m = _TCGA.match(slide_id)
+    return m.group(1) if m else slide_id
+
+
+def load_histology(folder: str | Path, max_tiles: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Tile-feature bags of a folder, grouped by patient (tiles of a patient's slides pooled)."""
+    from metastat.slides.store import list_bags, load_bag
+
+    paths = list_bags(folder, include_external=True)
+    if not paths:
+        raise InputError(f"no feature bags (.h5) found under {folder}.")
+    by_patient: dict[str, list[np.ndarray]] = defaultdict(list)
+    for p in paths:
+        bag = load_bag(p)
+        by_patient[patient_of_slide(bag.slide_id)].append(bag.features)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for pid, parts in by_patient.items():
+        x = np.concatenate(parts)
+        if max_tiles is not None and len(x) > max_tiles:
+            x = x[np.sort(rng.choice(len(x), max_tiles, replace=False))]
+        out[pid] = x
+    return out
+
+
+def read_variables(path: str | Path) -> list[Variable]:
+    """Typed clinical variables from a JSON list of {name, column, kind[, recode, log1p]}."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read clinical variables from {path}: {exc}") from exc
+    return [Variable(**v) for v in raw]
+
+
+def multimodal_from_options(
+    dataset: str | None,
+    outcome: str,
+    *,
+    horizon: str | float | None = None,
+    clinical: Path | None = None,
+    variables: Path | None = None,
+    expression: Path | None = None,
+    histology: Path | None = None,
+    event_col: str | None = None,
+    time_col: str | None = None,
+    seed: int = 0,
+) -> MultimodalSet:
+    """Build the multimodal set the CLI options describe (see module docstring)."""
+    bags = load_histology(histology, seed=seed) if histology else None
+    expr = read_table(expression) if expression else None
+    vars_ = read_variables(variables) if variables else None
+    if dataset == PAIRED:
+        from metastat.fusion.paired import make_paired_benchmark
+
+        return make_paired_benchmark(seed=seed).data
+    if dataset in DATASETS:
+        return from_cohort(load_dataset(dataset), outcome, horizon=horizon, variables=vars_, histology=bags)
+    if dataset in CLINICAL_TABLES:
+        return from_cohort(
+            load_clinical_table(dataset),
+            outcome,
+            horizon=horizon,
+            variables=vars_,
+            expression=False,
+            expression_table=expr,
+            histology=bags,
+        )
+    if dataset is not None:
+        names = sorted([*DATASETS, *CLINICAL_TABLES, PAIRED])
+        raise InputError(f"unknown dataset {dataset!r}; use one of {names} or --clinical FILE.")
+    if clinical is None or event_col is None:
+        raise InputError("give --dataset NAME, or --clinical FILE with --event-col (and --time-col).")
+    if vars_ is None:
+        raise InputError("user clinical tables need --variables vars.json (typed variables).")
+    table = read_table(clinical)
+    table.index = table.index.astype(str)
+    from metastat.data.outcomes import OutcomeSpec
+
+    spec = OutcomeSpec(kind="survival" if time_col else "binary", event=event_col, time=time_col)
+    import anndata as ad
+
+    obs = table.copy()
+    obs["patient_id"] = obs.index
+    adata = ad.AnnData(X=np.zeros((len(obs), 0)), obs=obs)
+    out = resolve_outcome(adata, outcome, horizon=horizon, spec=spec)
+    mask = usable_mask(out)
+    ids = obs.index.to_numpy().astype(str)
+    return align_modalities(
+        outcome_table(out, ids, mask),
+        kind=out.kind,
+        horizon=out.horizon,
+        clinical=table[mask],
+        variables=vars_,
+        expression=expr,
+        histology=bags,
+        extra="drop",
+        name=Path(clinical).stem,
+    )
+
+
+
+def prediction_set(
+    *,
+    variables: list[Variable] | None,
+    clinical: Path | None = None,
+    expression: Path | None = None,
+    histology: Path | None = None,
+    kind: str = "survival",
+    horizon: float | None = None,
+) -> MultimodalSet:
+    """New patients without outcomes: every patient id found in any of the given tables."""
+    import pandas as pd
+
+    tables = {
+        "clinical": read_table(clinical) if clinical else None,
+        "expression": read_table(expression) if expression else None,
+    }
+    bags = load_histology(histology) if histology else None
+    ids: list[str] = []
+    for t in tables.values():
+        if t is not None:
+            ids += [str(i) for i in t.index]
+    ids += list(bags or {})
+    if not ids:
+        raise InputError("give at least one of --clinical, --expression, --histology.")
+    uniq = list(dict.fromkeys(ids))
+    nan = np.full(len(uniq), np.nan)
+    outcome = pd.DataFrame({"event": nan, "time": nan, "binary": nan}, index=uniq)
+    return align_modalities(
+        outcome,
+        kind=kind,
+        horizon=horizon,
+        clinical=tables["clinical"],
+        variables=variables if tables["clinical"] is not None else None,
+        expression=tables["expression"],
+        histology=bags,
+        name="new patients",
+    )

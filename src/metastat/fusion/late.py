@@ -1,0 +1,146 @@
+"""Late fusion: calibrated stacking of per-modality risks that handles absent modalities.
+
+Each modality's model is fitted on the training patients who have it; its *out-of-inner-fold*
+training risks (never in-sample risks) are standardised and stacked by a small ridge Cox model
+(time-to-event) or logistic model (binary). One stacker is fitted per subset of modalities, so a
+patient is scored with exactly the modalities they have, and the prediction says which ones.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from sklearn.linear_model import LogisticRegression
+from sksurv.linear_model import CoxPHSurvivalAnalysis
+from sksurv.util import Surv
+
+from metastat.errors import InputError
+from metastat.fusion.modalities import MultimodalSet
+from metastat.fusion.unimodal import UnimodalModel
+from metastat.stats import breslow_cumhaz, cumhaz_at
+
+
+class Stacker:
+    """Linear combination of standardised modality risks, with calibrated probabilities."""
+
+    def __init__(self, modalities: tuple[str, ...], ridge: float = 1.0) -> None:
+        self.modalities = modalities
+        self.ridge = ridge
+
+    def fit(self, z: np.ndarray, y: np.ndarray, kind: str, horizon: float | None) -> Stacker:
+        self.kind, self.horizon = kind, horizon
+        if kind == "survival":
+            cox = CoxPHSurvivalAnalysis(alpha=self.ridge).fit(z, Surv.from_arrays(y["event"], y["time"]))
+            self.coef_, self.intercept_ = np.asarray(cox.coef_, float), 0.0
+            lp = z @ self.coef_
+            self.base_times_, self.base_cumhaz_ = breslow_cumhaz(lp, y["time"], y["event"])
+        else:
+            known = ~np.isnan(y["binary"])
+            lr = LogisticRegression(C=1.0 / self.ridge).fit(z[known], y["binary"][known].astype(int))
+            self.coef_, self.intercept_ = lr.coef_[0].copy(), float(lr.intercept_[0])
+            lp = z @ self.coef_ + self.intercept_
+        self.risk_cut_ = float(np.median(lp))
+        return self
+
+    def risk(self, z: np.ndarray) -> np.ndarray:
+        return z @ self.coef_ + self.intercept_
+
+    def probability(self, lp: np.ndarray) -> np.ndarray:
+        if self.kind == "survival":
+            if self.horizon is None:
+                return np.full(len(lp), np.nan)
+            h0 = cumhaz_at(self.base_times_, self.base_cumhaz_, self.horizon)[0]
+            return 1.0 - np.exp(-np.exp(lp) * h0)
+        return expit(lp)
+
+    def survival_at(self, lp: np.ndarray, times: np.ndarray) -> np.ndarray:
+        h0 = cumhaz_at(self.base_times_, self.base_cumhaz_, np.asarray(times, float))
+        return np.exp(-np.outer(np.exp(lp), h0))
+
+
+class LateFusion:
+    """Per-modality models + one stacker per modality subset."""
+
+    def __init__(
+        self,
+        modalities: tuple[str, ...] | None = None,
+        *,
+        learner: str | None = None,
+        ridge: float = 1.0,
+        min_patients: int = 20,
+        seed: int = 0,
+    ) -> None:
+        self.modalities = modalities
+        self.learner = learner
+        self.ridge = ridge
+        self.min_patients = min_patients
+        self.seed = seed
+
+    def fit(self, data: MultimodalSet) -> LateFusion:
+        mods = tuple(self.modalities or data.modalities)
+        self.models_ = {
+            m: UnimodalModel(m, learner=self.learner, seed=self.seed).fit(data) for m in mods
+        }
+        oof = pd.DataFrame({m: um.oof_.reindex(data.ids) for m, um in self.models_.items()})
+        self.center_ = oof.mean().to_dict()
+        self.scale_ = oof.std(ddof=0).replace(0, 1.0).fillna(1.0).to_dict()
+        z = (oof - pd.Series(self.center_)) / pd.Series(self.scale_)
+        self.stackers_: dict[tuple[str, ...], Stacker] = {}
+        for k in range(1, len(mods) + 1):
+            for subset in combinations(mods, k):
+                rows = z[list(subset)].notna().all(axis=1).to_numpy()
+                if data.kind == "binary":
+                    rows &= ~np.isnan(data.target["binary"])
+                if rows.sum() >= self.min_patients:
+                    self.stackers_[subset] = Stacker(subset, self.ridge).fit(
+                        z.loc[rows, list(subset)].to_numpy(), data.target[rows], data.kind, data.horizon
+                    )
+        if not self.stackers_:
+            raise InputError("late fusion: no modality subset has enough training patients.")
+        return self
+
+    @property
+    def weights(self) -> dict[str, dict[str, float]]:
+        """Stacking weight of each standardised modality risk, per modality subset."""
+        return {
+            "+".join(s): dict(zip(s, st.coef_.round(4).tolist(), strict=True))
+            for s, st in self.stackers_.items()
+        }
+
+    def predict_frame(self, data: MultimodalSet, surv_times: np.ndarray | None = None) -> pd.DataFrame:
+        raw = pd.DataFrame({m: um.raw_risk(data) for m, um in self.models_.items()})
+        z = (raw - pd.Series(self.center_)) / pd.Series(self.scale_)
+        avail = z.notna().to_numpy()
+        mods = list(self.models_)
+        risk = np.zeros(len(data))
+        prob = np.full(len(data), np.nan)
+        high = np.zeros(len(data), dtype=bool)
+        used = np.full(len(data), "", dtype=object)
+        sp = None if surv_times is None else np.full((len(data), len(surv_times)), np.nan)
+        keys = {tuple(m for m, ok in zip(mods, row, strict=True) if ok) for row in avail}
+        for key in keys:
+            rows = np.array([tuple(m for m, ok in zip(mods, r, strict=True) if ok) == key for r in avail])
+            subset = self._best_subset(key)
+            if subset is None:
+                continue  # no modality at all: neutral risk, no probability
+            st = self.stackers_[subset]
+            lp = st.risk(z.loc[rows, list(subset)].to_numpy())
+            risk[rows], prob[rows], high[rows] = lp, st.probability(lp), lp > st.risk_cut_
+            used[rows] = "+".join(subset)
+            if sp is not None and st.kind == "survival":
+                sp[rows] = st.survival_at(lp, surv_times)  # type: ignore[arg-type]
+        out = pd.DataFrame({"risk": risk, "prob": prob, "high_risk": high}, index=data.ids)
+        if sp is not None and np.isfinite(sp).any():
+            for i in range(sp.shape[1]):
+                out[f"surv_{i}"] = sp[:, i]
+        out["modalities"] = used
+        out["expression_generated"] = data.generated & np.array(["expression" in u for u in used])
+        return out
+
+    def _best_subset(self, available: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The largest fitted modality subset within what the patient has."""
+        fitted = [s for s in self.stackers_ if set(s) <= set(available)]
+        return max(fitted, key=len) if fitted else None

@@ -1,0 +1,156 @@
+"""Single-modality risk models on a :class:`MultimodalSet`, with one prediction interface.
+
+* clinical: :class:`TabularRiskModel` = typed clinical encoder + elastic-net Cox / logistic head
+  (the heads and calibration of :class:`metastat.expression.model.RiskModel`);
+* expression: :class:`metastat.expression.model.RiskModel` itself;
+* histology: :class:`TabularRiskModel` on mean-pooled tile features (standardised).
+
+:class:`UnimodalModel` fits on the training patients who have the modality; at prediction a
+patient without it gets the training-median risk and an empty ``modalities`` entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from metastat.clinical.encoder import ClinicalEncoder, Variable
+from metastat.errors import InputError
+from metastat.expression.model import RiskModel, build_learner
+from metastat.fusion.modalities import MultimodalSet
+
+
+class StandardEncoder:
+    """Numeric features -> standardised (training mean / sd), NaN -> training mean."""
+
+    def fit(self, frame: pd.DataFrame) -> StandardEncoder:
+        self.columns_ = list(frame.columns)
+        self.mean_ = frame.mean().fillna(0.0).to_numpy()
+        sd = frame.std(ddof=0).fillna(0.0).to_numpy()
+        self.sd_ = np.where(sd > 1e-12, sd, 1.0)
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        x = (frame[self.columns_].to_numpy(dtype=float) - self.mean_) / self.sd_
+        return pd.DataFrame(np.nan_to_num(x), index=frame.index, columns=self.columns_)
+
+    def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.fit(frame).transform(frame)
+
+
+class TabularRiskModel(RiskModel):
+    """A table encoder (clinical or standard) + a linear head with :class:`RiskModel` calibration."""
+
+    def __init__(
+        self,
+        model: str = "coxnet",
+        *,
+        task: Literal["binary", "survival"] = "survival",
+        horizon: float | None = None,
+        variables: list[Variable] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model, task=task, horizon=horizon, seed=seed)
+        self.variables = variables
+
+    def fit(
+        self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None, batch: Any = None
+    ) -> TabularRiskModel:
+        has_time = not np.isnan(y["time"]).any()
+        self.encoder_ = ClinicalEncoder(self.variables) if self.variables else StandardEncoder()
+        z = self.encoder_.fit_transform(x)
+        self.learner_ = build_learner(
+            self.model, seed=self.seed, signatures=(), survival=has_time and self.model != "logistic"
+        )
+        self.learner_.fit(z.to_numpy(), y, groups)
+        train_risk = self._risk(z)
+        self.risk_cut_ = float(np.median(train_risk))
+        self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
+        self._calibrate(np.asarray(self.learner_.oof_risk_, dtype=float), y, has_time)
+        return self
+
+    def predict(self, x: pd.DataFrame, batch: Any = None) -> np.ndarray:
+        return self._risk(self.encoder_.transform(x))
+
+    @property
+    def gene_coefficients(self) -> pd.Series | None:
+        """Weight of every encoded feature (clinical variable, tile-feature column) in the risk."""
+        coef = getattr(self.learner_, "coef_", None)
+        if coef is None:
+            return None
+        names = getattr(self.encoder_, "feature_names_", None) or self.encoder_.columns_
+        return pd.Series(np.asarray(coef, float), index=names)
+
+
+def default_learner(data: MultimodalSet) -> str:
+    """CoxNet when follow-up times exist and the outcome is time-to-event, else logistic."""
+    return "coxnet" if data.kind == "survival" else "logistic"
+
+
+def modality_input(data: MultimodalSet, modality: str) -> pd.DataFrame:
+    """The table a single-modality model reads for ``modality``."""
+    if modality == "clinical" and data.clinical is not None:
+        return data.clinical
+    if modality == "expression" and data.expression is not None:
+        return data.expression
+    if modality == "histology" and data.histology is not None:
+        return data.pooled_histology()
+    raise InputError(f"modality {modality!r} is not part of this data set.")
+
+
+class UnimodalModel:
+    """One modality -> calibrated risk; patients lacking the modality get the median risk."""
+
+    def __init__(self, modality: str, *, learner: str | None = None, seed: int = 0,
+                 n_genes: int | None = 2000) -> None:
+        self.modality = modality
+        self.learner = learner
+        self.seed = seed
+        self.n_genes = n_genes
+
+    def fit(self, data: MultimodalSet) -> UnimodalModel:
+        has = data.present[self.modality].to_numpy() if self.modality in data.present else None
+        if has is None or has.sum() < 10:
+            raise InputError(f"fewer than 10 training patients have modality {self.modality!r}.")
+        learner = self.learner or default_learner(data)
+        task = "binary" if data.kind == "binary" else "survival"
+        if self.modality == "expression":
+            self.model_: RiskModel = RiskModel(
+                learner, task=task, horizon=data.horizon, n_genes=self.n_genes, seed=self.seed
+            )
+        else:
+            variables = data.variables if self.modality == "clinical" else None
+            self.model_ = TabularRiskModel(
+                learner, task=task, horizon=data.horizon, variables=variables, seed=self.seed
+            )
+        x = modality_input(data, self.modality)[has]
+        self.model_.fit(x, data.target[has], data.ids[has])
+        self.oof_ = pd.Series(np.asarray(self.model_.learner_.oof_risk_, float), index=data.ids[has])
+        return self
+
+    def raw_risk(self, data: MultimodalSet) -> pd.Series:
+        """Learner risk of the patients who have the modality (NaN for the others)."""
+        out = pd.Series(np.nan, index=data.ids)
+        has = data.present[self.modality].to_numpy() if self.modality in data.present else None
+        if has is not None and has.any():
+            out[has] = self.model_.predict(modality_input(data, self.modality)[has])
+        return out
+
+    def predict_frame(self, data: MultimodalSet, surv_times: np.ndarray | None = None) -> pd.DataFrame:
+        risk = self.raw_risk(data)
+        used = risk.notna().to_numpy()
+        r = risk.fillna(self.model_.risk_cut_).to_numpy()
+        out = pd.DataFrame(
+            {"risk": r, "prob": self.model_.probability(r), "high_risk": r > self.model_.risk_cut_},
+            index=data.ids,
+        )
+        if surv_times is not None and self.model_.cox_slope_ is not None:
+            sp = self.model_.survival_at(r, surv_times)
+            for i in range(sp.shape[1]):
+                out[f"surv_{i}"] = sp[:, i]
+        out["modalities"] = np.where(used, self.modality, "")
+        gen = data.generated if self.modality == "expression" else np.zeros(len(data), bool)
+        out["expression_generated"] = gen & used
+        return out

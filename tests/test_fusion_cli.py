@@ -1,0 +1,73 @@
+"""``metastat fusion``: evaluate (JSON), fit, predict with a missing modality, generate, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from metastat.cli.main import app
+from metastat.errors import InputError
+from metastat.fusion.paired import PAIRED_VARIABLES, make_paired_benchmark
+
+runner = CliRunner()
+
+
+def _files(tmp_path):
+    b = make_paired_benchmark(100, n_genes=30, n_programs=3, tile_dim=8, tiles=(5, 10), seed=2)
+    d = b.data
+    clin = d.clinical.assign(months=d.target["time"], relapse=d.target["event"].astype(int))
+    clin.index.name = "patient_id"
+    clin.to_csv(tmp_path / "clinical.csv")
+    d.expression.rename_axis("patient_id").to_csv(tmp_path / "expression.csv")
+    (tmp_path / "vars.json").write_text(json.dumps([v.model_dump() for v in PAIRED_VARIABLES]))
+    return ["--clinical", str(tmp_path / "clinical.csv"), "--variables", str(tmp_path / "vars.json"),
+            "--expression", str(tmp_path / "expression.csv"), "--event-col", "relapse",
+            "--time-col", "months"]
+
+
+def test_evaluate_json(tmp_path) -> None:
+    args = _files(tmp_path)
+    res = runner.invoke(app, ["fusion", "evaluate", "-o", "relapse", *args, "-m", "late",
+                              "--drop", "expression", "--cv", "3", "--n-boot", "10", "--json",
+                              "--horizon", "36", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output.strip().splitlines()[-1])
+    assert set(out) == {"clinical", "late", "late[-expression]"}
+    assert set(out["late"]["c_index"]) == {"estimate", "ci_low", "ci_high"}
+    assert "delta_c_index_vs_clinical" in out["late"]
+    assert (tmp_path / "run" / "table.csv").exists()
+
+
+def test_fit_predict_with_missing_modality(tmp_path) -> None:
+    args = _files(tmp_path)
+    res = runner.invoke(app, ["fusion", "fit", "-o", "relapse", *args, "--horizon", "36",
+                              "--out", str(tmp_path / "model")])
+    assert res.exit_code == 0, res.output
+    clin = pd.read_csv(tmp_path / "clinical.csv", index_col=0).drop(columns=["months", "relapse"])
+    clin.iloc[:5].to_csv(tmp_path / "new.csv")
+    expr = pd.read_csv(tmp_path / "expression.csv", index_col=0)
+    expr.iloc[3:8].to_csv(tmp_path / "new_expr.csv")  # patients 0-2 clinical only, 5-7 expr only
+    res = runner.invoke(app, ["fusion", "predict", "-m", str(tmp_path / "model"), "--clinical",
+                              str(tmp_path / "new.csv"), "--expression", str(tmp_path / "new_expr.csv"),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    preds = {p["patient_id"]: p for p in json.loads(res.output)["predictions"]}
+    assert len(preds) == 8
+    used = [preds[i]["modalities"] for i in [*clin.index[:5], *expr.index[5:8]]]
+    assert used == ["clinical"] * 3 + ["clinical+expression"] * 2 + ["expression"] * 3
+    assert all(np.isfinite(p["risk"]) for p in preds.values())
+    res = runner.invoke(app, ["fusion", "predict", "-m", str(tmp_path / "model"), "--clinical",
+                              str(tmp_path / "new.csv"), "--expression", str(tmp_path / "new_expr.csv"),
+                              "--drop", "expression", "--json"])
+    preds = json.loads(res.output)["predictions"]
+    assert {p["modalities"] for p in preds} == {"clinical", ""}
+
+
+def test_errors(tmp_path) -> None:
+    res = runner.invoke(app, ["fusion", "evaluate", "-d", "nope", "-o", "x"])
+    assert isinstance(res.exception, InputError) and "unknown dataset" in str(res.exception)
+    res = runner.invoke(app, ["fusion", "evaluate", "-d", "breast_nki", "-o", "dmfs", "-m", "lat"])
+    assert "Did you mean 'late'" in str(res.exception)
