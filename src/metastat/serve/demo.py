@@ -8,7 +8,12 @@ nothing clinically and its manifest says so).
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +59,9 @@ def build_run(out: Path, *, model: str = "coxnet", n_splits: int = 3, n_boot: in
     return out
 
 
-def build_mil_checkpoint(out: Path, *, in_dim: int = 1280, encoder: str = "efficientnet_lite0"):
+def build_mil_checkpoint(
+    out: Path, *, in_dim: int = 1280, encoder: str = "efficientnet_lite0"
+) -> Path:
     """An untrained (seeded) ABMIL checkpoint over ``encoder`` features."""
     import torch
 
@@ -82,3 +89,33 @@ def build_demo(models_dir: Path, *, run: bool = True, mil: bool = True) -> Path:
     if mil and not (models_dir / MIL_NAME / "mil.json").exists():
         build_mil_checkpoint(models_dir / MIL_NAME)
     return models_dir
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on ``host``."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a background thread; yields its base URL."""
+    import uvicorn
+
+    port = port or free_port(host)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True, name="metastat-serve")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the portal did not start on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

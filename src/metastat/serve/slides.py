@@ -250,6 +250,7 @@ class SlideService:
             )  # fmt: skip
         return {
             "model_version": entry.version,
+            "model_note": entry.manifest.get("note"),
             "probability": hm.prob,
             "heatmap": {
                 "overlay_url": f"/api/jobs/{job.job_id}/overlay.png",
