@@ -121,9 +121,7 @@ def test_slide_viewer_heatmap_toggle(page: object) -> None:
     pg.click("#slide-submit")
     pg.wait_for_selector("#heatmap-toggle[data-ready='1']", timeout=120_000)
     assert pg.locator("#top-tiles img").count() == 8
-    pg.wait_for_function(
-        "() => portal.viewer.world.getItemAt(0).getFullyLoaded()", timeout=30_000
-    )
+    pg.wait_for_function("() => portal.viewer.world.getItemAt(0).getFullyLoaded()", timeout=30_000)
     assert pg.evaluate("portal.viewer.world.getItemCount()") == 2
     assert pg.evaluate("portal.overlay.getOpacity()") == 0
     _keep(pg, "slide_viewer_heatmap_off.png")

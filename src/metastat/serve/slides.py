@@ -24,6 +24,7 @@ import pandas as pd
 
 from metastat.errors import InputError, MetastatError, UnknownNameError
 from metastat.serve.audit import AuditLog
+from metastat.serve.errors import UnsupportedMediaError
 from metastat.serve.overlay import overlay_rgba, write_overlay
 from metastat.serve.registry import ModelEntry, Registry
 from metastat.serve.security import confine, load_secret, pseudonym
@@ -85,7 +86,7 @@ class Job:
 def _check_suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
     if suffix not in SLIDE_SUFFIXES:
-        raise InputError(
+        raise UnsupportedMediaError(
             f"unsupported slide format {suffix or '(none)'!r}; allowed: {', '.join(SLIDE_SUFFIXES)}"
         )
     return suffix
