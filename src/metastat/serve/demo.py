@@ -1,0 +1,121 @@
+"""A demo models directory for tests, benchmarks and trying the portal.
+
+Builds, from the bundled ACRG gastric cohort: a CoxNet recurrence model, optionally a
+cross-validated evaluation run (results page) and optionally an *untrained* ABMIL checkpoint over
+the default slide encoder's features (it exercises heatmaps and top tiles; its attention means
+nothing clinically and its manifest says so).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATASET, OUTCOME = "gastric_acrg", "recurrence"
+EXPRESSION_NAME, RUN_NAME, MIL_NAME = "acrg_recurrence", "acrg_cv", "abmil_demo"
+
+
+def build_expression_model(out: Path, *, model: str = "coxnet", n_genes: int = 2000) -> Path:
+    """Fit ``model`` on the whole ACRG cohort and save it to ``out``."""
+    from metastat.data.cohort import cohort_name, expression_frame, patients
+    from metastat.data.genes import collapse_genes
+    from metastat.data.outcomes import resolve_outcome
+    from metastat.data.registry import load_dataset
+    from metastat.expression.model import RiskModel
+    from metastat.expression.persist import save_model
+    from metastat.expression.validate import _target, _usable
+
+    cohort = collapse_genes(load_dataset(DATASET), "symbol")
+    res = resolve_outcome(cohort, OUTCOME)
+    mask = _usable(res, cohort_name(cohort))
+    est = RiskModel(model, task=res.kind, horizon=res.horizon, n_genes=n_genes, seed=0)
+    est.fit(expression_frame(cohort)[mask], _target(res, mask), patients(cohort)[mask])
+    info = {
+        "training_cohort": cohort_name(cohort),
+        "outcome": OUTCOME,
+        "n_train": int(mask.sum()),
+        "events": int(np.nansum(res.event[mask])),
+        "time_unit": res.time_unit,
+    }
+    return save_model(est, out, info=info)
+
+
+def build_run(out: Path, *, model: str = "coxnet", n_splits: int = 3, n_boot: int = 50) -> Path:
+    """A cross-validated evaluation run folder (predictions, metrics, run metadata)."""
+    from metastat.data.registry import load_dataset
+    from metastat.expression.validate import cross_validate
+
+    result = cross_validate(
+        load_dataset(DATASET), OUTCOME, model=model, n_splits=n_splits, n_boot=n_boot,
+        progress=False,
+    )  # fmt: skip
+    result.save(out)
+    return out
+
+
+def build_mil_checkpoint(
+    out: Path, *, in_dim: int = 1280, encoder: str = "efficientnet_lite0"
+) -> Path:
+    """An untrained (seeded) ABMIL checkpoint over ``encoder`` features."""
+    import torch
+
+    from metastat.mil.checkpoint import save_checkpoint
+    from metastat.mil.infer import Head
+    from metastat.mil.models import ModelSpec, build_model
+
+    torch.manual_seed(0)
+    spec = ModelSpec(in_dim=in_dim, n_out=2, hidden_dim=64, attention_dim=32)
+    model = build_model("abmil", spec)
+    note = "untrained demo weights: the heatmap shows the mechanics, not biology"
+    return save_checkpoint(
+        out, name="abmil", model=model, spec=spec, head=Head("binary"), encoder=encoder,
+        extra={"demo": True, "note": note},
+    )  # fmt: skip
+
+
+def build_demo(models_dir: Path, *, run: bool = True, mil: bool = True) -> Path:
+    """Write the demo models directory (skips entries that already exist)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    if not (models_dir / EXPRESSION_NAME / "manifest.json").exists():
+        build_expression_model(models_dir / EXPRESSION_NAME)
+    if run and not (models_dir / RUN_NAME / "run.json").exists():
+        build_run(models_dir / RUN_NAME)
+    if mil and not (models_dir / MIL_NAME / "mil.json").exists():
+        build_mil_checkpoint(models_dir / MIL_NAME)
+    return models_dir
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on ``host``."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a background thread; yields its base URL."""
+    import uvicorn
+
+    port = port or free_port(host)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True, name="metastat-serve")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the portal did not start on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,140 @@
+"""Model registry: what a models directory holds (expression models, MIL checkpoints, runs).
+
+Each sub-folder of the models directory is one entry, named by the folder:
+
+* ``manifest.json`` + ``arrays.safetensors`` -> an expression model (modality ``expression``);
+* ``mil.json`` + ``model.safetensors`` -> a MIL checkpoint (modality ``slide``);
+* ``predictions.csv`` + ``metrics.json`` + ``run.json`` -> an evaluation run (results page).
+
+Folders that fail to load are listed under ``problems`` with the reason instead of stopping the
+service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from metastat.errors import MetastatError, UnknownNameError, did_you_mean
+
+log = logging.getLogger("metastat.serve")
+
+Modality = Literal["expression", "slide"]
+RUN_FILES = ("predictions.csv", "metrics.json", "run.json")
+
+
+@dataclass
+class ModelEntry:
+    """A loaded model: name, version, modality, manifest and the object that scores."""
+
+    name: str
+    version: str
+    modality: Modality
+    manifest: dict[str, Any]
+    model: Any
+    path: Path
+
+    def describe(self) -> dict[str, Any]:
+        """Public description (no filesystem paths)."""
+        m = self.manifest
+        if self.modality == "expression":
+            keys = ("model", "task", "outcome", "horizon", "time_unit", "training_cohort")
+            info = {k: m.get(k) for k in keys} | {
+                "n_genes": len(m.get("genes", [])),
+                "n_train": m.get("n_train"),
+                "events": m.get("events"),
+            }
+        else:
+            info = {
+                "model": m.get("model"),
+                "encoder": m.get("encoder"),
+                "task": (m.get("head") or {}).get("task"),
+                "in_dim": (m.get("spec") or {}).get("in_dim"),
+            }
+        return {"name": self.name, "version": self.version, "modality": self.modality, **info}
+
+
+@dataclass
+class Registry:
+    """All entries of a models directory, loaded once at start."""
+
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+    runs: dict[str, Path] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str, modality: Modality | None = None) -> ModelEntry:
+        """The entry called ``name`` (of ``modality``), or a 404-able UnknownNameError."""
+        pool = {k: v for k, v in self.models.items() if modality is None or v.modality == modality}
+        if name not in pool:
+            what = f"{modality} model" if modality else "model"
+            raise UnknownNameError(
+                f"unknown {what} {name!r}; available: {sorted(pool)}."
+                f"{did_you_mean(name, list(pool))}"
+            )
+        return pool[name]
+
+    def first(self, modality: Modality) -> ModelEntry | None:
+        """The first entry of ``modality`` by name (the default choice), if any."""
+        names = sorted(k for k, v in self.models.items() if v.modality == modality)
+        return self.models[names[0]] if names else None
+
+    def run(self, name: str) -> Path:
+        """Folder of the evaluation run ``name``."""
+        if name not in self.runs:
+            raise UnknownNameError(
+                f"unknown run {name!r}; available: {sorted(self.runs)}."
+                f"{did_you_mean(name, list(self.runs))}"
+            )
+        return self.runs[name]
+
+
+def _version(manifest: dict[str, Any], weights: Path) -> str:
+    if manifest.get("version"):
+        return str(manifest["version"])
+    digest = manifest.get("sha256") or hashlib.sha256(weights.read_bytes()).hexdigest()
+    return str(digest)[:12]
+
+
+def _load_entry(folder: Path) -> ModelEntry | None:
+    if (folder / "manifest.json").exists():
+        from metastat.expression.persist import ARRAYS, load_model
+
+        model, manifest = load_model(folder)
+        return ModelEntry(
+            folder.name, _version(manifest, folder / ARRAYS), "expression", manifest, model, folder
+        )
+    if (folder / "mil.json").exists():
+        from metastat.mil.checkpoint import WEIGHTS, load_checkpoint
+
+        ckpt = load_checkpoint(folder)
+        return ModelEntry(
+            folder.name, _version(ckpt.meta, folder / WEIGHTS), "slide", ckpt.meta, ckpt, folder
+        )
+    return None
+
+
+def load_registry(models_dir: Path) -> Registry:
+    """Scan ``models_dir`` (one level deep); bad folders are recorded, not fatal."""
+    reg = Registry()
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+        if folder.name.startswith("."):
+            continue
+        if all((folder / f).exists() for f in RUN_FILES):
+            reg.runs[folder.name] = folder
+            continue
+        try:
+            entry = _load_entry(folder)
+        except (MetastatError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            reg.problems[folder.name] = str(exc)
+            log.warning("skipping %s: %s", folder.name, exc)
+            continue
+        except ModuleNotFoundError as exc:  # e.g. a MIL checkpoint without torch installed
+            reg.problems[folder.name] = f"needs the package {exc.name!r}"
+            continue
+        if entry is not None:
+            reg.models[entry.name] = entry
+    return reg

@@ -1,0 +1,82 @@
+"""Service settings: where models and outputs live, limits, token, allowed slide roots."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from metastat.errors import InputError
+from metastat.slides.pipeline import ProcessConfig
+
+MiB = 2**20
+TOKEN_ENV = "METASTAT_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeSettings(BaseModel):
+    """Everything the portal needs to start; validated before anything binds a socket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models_dir: Path
+    data_dir: Path = Field(Path("metastat-serve"), description="jobs, uploads, audit log")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token: SecretStr | None = None
+    slide_roots: tuple[Path, ...] = Field((), description="server-side slide paths must lie here")
+    max_profile_bytes: int = Field(5 * MiB, ge=1024, description="scoring uploads / JSON bodies")
+    max_slide_bytes: int = Field(4096 * MiB, ge=1024, description="slide uploads")
+    max_samples: int = Field(2000, ge=1, le=100_000, description="profiles per scoring request")
+    top_genes: int = Field(10, ge=1, le=100)
+    top_tiles: int = Field(8, ge=1, le=64)
+    slide_process: ProcessConfig = ProcessConfig(qc=False)
+
+    @field_validator("models_dir")
+    @classmethod
+    def _models_exist(cls, v: Path) -> Path:
+        if not v.is_dir():
+            raise ValueError(f"models directory '{v}' does not exist or is not a folder")
+        return v.resolve()
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_token(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("slide_roots")
+    @classmethod
+    def _roots_exist(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
+        for root in v:
+            if not root.is_dir():
+                raise ValueError(f"slide root '{root}' does not exist or is not a folder")
+        return tuple(r.resolve() for r in v)
+
+    @property
+    def token_value(self) -> str | None:
+        """The bearer token, or None when auth is off (loopback only)."""
+        return self.token.get_secret_value() if self.token is not None else None
+
+    def check_exposure(self) -> None:
+        """Refuse to serve beyond localhost without a token."""
+        if not is_loopback(self.host) and self.token is None:
+            raise InputError(
+                f"refusing to bind to {self.host!r} without a token: anyone on the network could "
+                f"use the service. Pass --token or set {TOKEN_ENV}, or bind to 127.0.0.1."
+            )
+
+
+def token_from_env(explicit: str | None) -> str | None:
+    """``--token`` wins over ``METASTAT_TOKEN``."""
+    return explicit if explicit else os.environ.get(TOKEN_ENV) or None
