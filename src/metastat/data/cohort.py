@@ -12,6 +12,7 @@ Conventions (all aligned by id, never by position):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,7 +78,9 @@ def make_cohort(
     var["symbol"] = var["symbol"].astype("string")
     var["entrez"] = pd.to_numeric(var["entrez"], errors="coerce").astype("Int64")
     obs = _arrow_safe(obs)
-    adata = ad.AnnData(X=values, obs=obs, var=_arrow_safe(var))
+    with warnings.catch_warnings():  # duplicated gene names are kept until genes are collapsed
+        warnings.filterwarnings("ignore", message="Variable names are not unique")
+        adata = ad.AnnData(X=values, obs=obs, var=_arrow_safe(var))
     adata.uns["metastat"] = {"name": name, "outcomes": dict(outcomes or {}), **dict(meta or {})}
     return adata
 

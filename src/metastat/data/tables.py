@@ -131,13 +131,19 @@ def to_numeric_matrix(frame: pd.DataFrame, where: str) -> np.ndarray:
     """
     if frame.shape[1] == 0:
         raise InputError(f"{where}: no value columns.")
+    numeric = np.array(
+        [
+            pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+            for t in frame.dtypes
+        ],
+        dtype=bool,
+    )
     values = np.empty(frame.shape, dtype=np.float64)
-    for j, col in enumerate(frame.columns):
-        column = frame.iloc[:, j]
-        if pd.api.types.is_numeric_dtype(column.dtype) and column.dtype != bool:
-            values[:, j] = column.to_numpy(dtype=np.float64)
-            continue
-        raw = column.astype("string").str.strip().replace(list(NA_TOKENS), pd.NA)
+    if numeric.any():  # one vectorised copy for the (usual) numeric columns
+        values[:, numeric] = frame.iloc[:, np.flatnonzero(numeric)].to_numpy(dtype=np.float64)
+    for j in np.flatnonzero(~numeric):
+        col = frame.columns[j]
+        raw = frame.iloc[:, j].astype("string").str.strip().replace(list(NA_TOKENS), pd.NA)
         conv = pd.to_numeric(raw, errors="coerce")
         bad = conv.isna() & raw.notna()
         if bad.any():

@@ -82,6 +82,13 @@ def _survival_metrics(
     return out
 
 
+def _mean_finite(values: list[float]) -> float:
+    """Mean over CV repeats of the values that could be computed (NaN if none)."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
 def metric_function(
     predictions: pd.DataFrame,
     *,
@@ -115,7 +122,7 @@ def metric_function(
                 values |= _survival_metrics(d, y_ref, horizon, surv_times)
             per_repeat.append(values)
         keys = per_repeat[0].keys() if per_repeat else []
-        return {k: float(np.nanmean([r.get(k, np.nan) for r in per_repeat])) for k in keys}
+        return {k: _mean_finite([r.get(k, np.nan) for r in per_repeat]) for k in keys}
 
     return compute
 
