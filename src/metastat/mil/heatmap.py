@@ -38,7 +38,8 @@ def tile_scores(
     """One score per tile: the model's attention, or attention x d(target logit)/d(attention).
 
     Pooling baselines without attention weights use uniform (mean) or tile-logit (max) scores;
-    for them ``attention_x_grad`` falls back to input x gradient summed over features.
+    for them and for TransMIL (whose head-averaged attention is not on the gradient path)
+    ``attention_x_grad`` falls back to input x gradient summed over features.
     """
     model, k = ckpt.model.eval(), target_index(ckpt) if target is None else target
     x, mask = collate([features])
@@ -50,15 +51,14 @@ def tile_scores(
     with torch.enable_grad():
         out = model(x, mask)
         att = out.attention
-        if att.requires_grad and ckpt.name not in {"mean", "max"}:
+        if att.requires_grad:
             att.retain_grad()
-            out.logits[0, k].backward()
-            assert att.grad is not None
-            score = _branch(att * att.grad, k)[0]
-        else:
-            out.logits[0, k].backward()
-            assert x.grad is not None
-            score = (x * x.grad).sum(-1)[0]
+        out.logits[0, k].backward()
+    if ckpt.name not in {"mean", "max"} and att.grad is not None:
+        score = _branch(att * att.grad, k)[0]
+    else:  # no differentiable attention (pooling baselines, TransMIL): input x gradient
+        assert x.grad is not None
+        score = (x * x.grad).sum(-1)[0]
     return score.detach().numpy().astype(np.float64)
 
 

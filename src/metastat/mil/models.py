@@ -142,13 +142,15 @@ class CLAM(nn.Module):
     ) -> MILOutput:
         h = self.embed(x)
         a = masked_softmax(self.attn(h), mask.unsqueeze(1))  # (B, branches, N)
-        pooled = torch.einsum("bkn,bnd->bkd", a, h)
         if self.multi:
+            pooled = torch.einsum("bkn,bnd->bkd", a, h)
             logits = torch.cat([hd(pooled[:, i]) for i, hd in enumerate(self.heads)], dim=1)
+            attention = a
         else:
-            logits = self.head(pooled[:, 0])
+            attention = a[:, 0]  # pooled through this tensor, so its gradient is defined
+            logits = self.head(torch.einsum("bn,bnd->bd", attention, h))
         inst = self._instance_loss(h, a, mask, y) if y is not None and self.training else None
-        return MILOutput(logits, a if self.multi else a[:, 0], inst)
+        return MILOutput(logits, attention, inst)
 
     def _instance_loss(
         self, h: torch.Tensor, a: torch.Tensor, mask: torch.Tensor, y: torch.Tensor
