@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from metastat.slides.errors import NoTissueError
+from metastat.slides.errors import ResolutionError
 from metastat.slides.reader import SlideReader
 from metastat.slides.tissue import TissueMask
 from metastat.slides.units import Microns, MicronsPerPixel
@@ -85,7 +85,7 @@ def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> Ti
     mpp = slide.mpp
     scale = config.target_mpp / mpp  # level-0 px per output px
     if scale < 1 / config.max_upsample:
-        raise NoTissueError(
+        raise ResolutionError(
             f"slide '{slide.path.name}' is scanned at {mpp:.3f} µm/px, coarser than the requested "
             f"{config.target_mpp} µm/px: lower the resolution asked (--target-mpp "
             f"{math.ceil(mpp * 100) / 100}), check the slide's µm/px, or raise max_upsample"
