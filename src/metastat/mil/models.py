@@ -196,10 +196,12 @@ class _Block(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
-    def forward(self, t: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q = self.norm(t)
+    def forward(
+        self, t: torch.Tensor, pad: torch.Tensor, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q = self.norm(t)  # without weights, PyTorch uses its fused attention kernel
         out, w = self.attn(
-            q, q, q, key_padding_mask=pad, need_weights=True, average_attn_weights=True
+            q, q, q, key_padding_mask=pad, need_weights=need_weights, average_attn_weights=True
         )
         return t + out, w
 
@@ -238,17 +240,20 @@ class TransMIL(nn.Module):
         t = torch.cat([self.cls.expand(b, 1, d), grid], dim=1)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=mask.device), ~valid], 1)
         w = None
-        for i, block in enumerate(self.blocks):
-            t, w = block(t, pad)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):  # attention maps only at inference
+            t, w = block(t, pad, need_weights=not self.training and i == last)
             if i == 0:
                 keep = valid.unsqueeze(-1)
                 body = self.ppeg(t[:, 1:] * keep, side) * keep
                 t = torch.cat([t[:, :1], body], dim=1)
-        assert w is not None
+        logits = self.head(self.norm(t[:, 0]))
+        if w is None:  # training: no attention map needed
+            return MILOutput(logits, mask.float() / mask.sum(1, keepdim=True).clamp(min=1))
         cls_att = F.pad(w[:, 0, 1:], (0, 1))  # class token -> grid cells, last layer
         attention = cls_att.gather(1, pos) * mask  # back in tile order
         attention = attention / attention.sum(1, keepdim=True).clamp(min=1e-12)
-        return MILOutput(self.head(self.norm(t[:, 0])), attention)
+        return MILOutput(logits, attention)
 
 
 MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
