@@ -103,7 +103,7 @@ def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> Ti
     coords = np.stack([gx.ravel(), gy.ravel()], axis=1)
     frac = tissue_fraction_of_boxes(mask, coords, size_px0_f)
     keep = frac >= max(config.min_tissue_fraction, 1e-9)
-    level = slide.best_level_for_downsample(scale)
+    level, _ = slide.level_for_mpp(config.target_mpp)
     read_px = max(1, round(size_px0_f / slide.level_downsamples[level]))
     return TileGrid(
         coords_px0=coords[keep],
