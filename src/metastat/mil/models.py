@@ -194,7 +194,7 @@ class _Block(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)  # no attention dropout
 
     def forward(
         self, t: torch.Tensor, pad: torch.Tensor, need_weights: bool
