@@ -170,10 +170,8 @@ def _bags(manifest: Path | None, features: Path | None, bags: list[Path] | None)
         paths += list_bags(features, include_external=True)
     if not paths:
         raise InputError("nothing to score: pass --manifest, --features DIR or bag files")
-    from metastat.slides.store import _external_slide_id
-
-    ids = [_external_slide_id(Path(p)) for p in paths]
-    return pd.DataFrame({"slide_id": ids, "patient_id": ids, "path": [str(p) for p in paths]})
+    # ids come from the bags themselves (each slide is its own patient)
+    return pd.DataFrame({"slide_id": None, "patient_id": None, "path": [str(p) for p in paths]})
 
 
 @app.command()
@@ -202,8 +200,11 @@ def predict(
     ckpt = load_checkpoint(model)
     table = _bags(manifest, features, bags)
     feats = []
-    for sid, path in zip(table["slide_id"], table["path"], strict=True):
+    for i, path in enumerate(table["path"]):
         bag = load_bag(path)
+        if table.loc[i, "slide_id"] is None:
+            table.loc[i, ["slide_id", "patient_id"]] = bag.slide_id
+        sid = str(table.loc[i, "slide_id"])
         x = check_features(bag.features, sid, str(path))
         ckpt.check_bag(sid, x.shape[1], bag.encoder, str(path))
         feats.append(x)
