@@ -129,9 +129,23 @@ def outputs(logits: np.ndarray, head: Head) -> pd.DataFrame:
     return out
 
 
-def aggregate_patients(slides: pd.DataFrame, how: str = "mean") -> pd.DataFrame:
-    """Patient-level rows from slide-level ``risk``/``prob`` (mean or max over slides)."""
-    agg = slides.groupby("patient_id", sort=False).agg(
-        risk=("risk", how), prob=("prob", how), n_slides=("slide_id", "size")
-    )
-    return agg.reset_index()
+def aggregate_patients(
+    slides: pd.DataFrame,
+    how: str = "mean",
+    *,
+    model: nn.Module | None = None,
+    head: Head | None = None,
+    bags: Sequence[np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Patient-level rows: ``pooled`` runs the model on each patient's tiles of all slides
+    together (as patient-unit models were trained); ``mean`` / ``max`` aggregate slide rows."""
+    groups = slides.groupby("patient_id", sort=False)
+    if how != "pooled":
+        agg = groups.agg(risk=("risk", how), prob=("prob", how), n_slides=("slide_id", "size"))
+        return agg.reset_index()
+    assert model is not None and head is not None and bags is not None
+    pooled = [np.concatenate([bags[i] for i in idx]) for idx in groups.indices.values()]
+    out = outputs(predict_logits(model, pooled), head)
+    out.insert(0, "patient_id", list(groups.indices))
+    out["n_slides"] = [len(idx) for idx in groups.indices.values()]
+    return out
