@@ -53,7 +53,7 @@ def main() -> None:
     out, shared = Path(args.out), Path(args.shared)
     report: dict = {}
     cfg = MILConfig(
-        model="abmil", hidden_dim=64, attention_dim=32, epochs=12, lr=1e-3, threads=2, seeds=[0]
+        model="abmil", hidden_dim=64, attention_dim=32, epochs=12, lr=1e-3, threads=1, seeds=[0]
     )
     pools = load_pools()
     gen = PlantedBags(pools, n_bags=120, n_tiles=(100, 200), seed=7)

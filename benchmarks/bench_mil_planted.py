@@ -36,12 +36,22 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tiles", default="100,200", help="min,max tiles per bag")
+    ap.add_argument("--witness", default="0.01,0.10", help="min,max tumour fraction")
+    ap.add_argument("--noise", type=float, default=0.5)
+    ap.add_argument("--bag-shift", type=float, default=0.25)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gen = PlantedBags(
-        load_pools(), n_bags=args.bags, n_tiles=(100, 200), witness_rate=(0.01, 0.10), seed=2026
+        load_pools(),
+        n_bags=args.bags,
+        n_tiles=tuple(int(v) for v in args.tiles.split(",")),
+        witness_rate=tuple(float(v) for v in args.witness.split(",")),
+        noise=args.noise,
+        bag_shift=args.bag_shift,
+        seed=2026,
     )
     data = planted_data(gen)
     cfg = MILConfig(

@@ -47,6 +47,16 @@ def test_backends_agree_on_synthetic_pyramid(synth: Path, backend: str) -> None:
         assert s.best_level_for_downsample(0.5) == 0
 
 
+def test_read_at_physical_resolution(synth: Path) -> None:
+    with open_slide(synth) as s:  # 0.25 µm/px, levels at 0.5 and 1.0 µm/px
+        assert s.level_for_mpp(0.5) == (1, 2.0)
+        np.testing.assert_array_equal(
+            s.read_at_mpp((512, 256), (64, 32), 0.5), s.read((512, 256), (64, 32), level=1)
+        )
+        coarse = s.read_at_mpp((512, 256), (50, 40), 1.6)  # between levels: read + resize
+        assert coarse.shape == (40, 50, 3) and s.level_for_mpp(1.6)[0] == 2
+
+
 def test_backends_return_same_pixels(synth: Path) -> None:
     with open_slide(synth, backend="openslide") as a, open_slide(synth, backend="tiffslide") as b:
         ra, rb = a.read((300, 200), (128, 96), 1), b.read((300, 200), (128, 96), 1)

@@ -265,7 +265,30 @@ class SlideReader:
                 best = i
         return best
 
+    def level_for_mpp(self, target_mpp: float) -> tuple[int, float]:
+        """(level to read, level-0 px per output px) for output at ``target_mpp`` µm/px."""
+        scale = float(target_mpp) / float(self.mpp)
+        return self.best_level_for_downsample(scale), scale
+
     # -- reading ------------------------------------------------------------------------------
+    def read_at_mpp(
+        self, location_px0: tuple[int, int], size_px: tuple[int, int], target_mpp: float
+    ) -> np.ndarray:
+        """Read ``size_px`` (width, height) pixels at ``target_mpp`` µm/px from the best level.
+
+        The region is read from the lowest-resolution level still at least as fine as the
+        target, then resized; e.g. a 224 px tile at 0.5 µm/px on a 0.25 µm/px slide.
+        """
+        level, scale = self.level_for_mpp(target_mpp)
+        ds = self.level_downsamples[level]
+        w, h = int(size_px[0]), int(size_px[1])
+        rw, rh = max(1, round(w * scale / ds)), max(1, round(h * scale / ds))
+        region = self.read(location_px0, (rw, rh), level)
+        if (rw, rh) != (w, h):
+            resized = Image.fromarray(region).resize((w, h), Image.Resampling.BILINEAR)
+            region = np.asarray(resized)
+        return region
+
     def _reopen(self, seen_generation: int) -> None:
         """Replace the handle after an error. The old one is not closed here: reads still
         running in other threads hold a reference, and it is freed when the last one ends."""

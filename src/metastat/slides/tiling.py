@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from metastat.slides.errors import NoTissueError
+from metastat.slides.errors import ResolutionError
 from metastat.slides.reader import SlideReader
 from metastat.slides.tissue import TissueMask
 from metastat.slides.units import Microns, MicronsPerPixel
@@ -85,7 +85,7 @@ def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> Ti
     mpp = slide.mpp
     scale = config.target_mpp / mpp  # level-0 px per output px
     if scale < 1 / config.max_upsample:
-        raise NoTissueError(
+        raise ResolutionError(
             f"slide '{slide.path.name}' is scanned at {mpp:.3f} µm/px, coarser than the requested "
             f"{config.target_mpp} µm/px: lower the resolution asked (--target-mpp "
             f"{math.ceil(mpp * 100) / 100}), check the slide's µm/px, or raise max_upsample"
@@ -103,7 +103,7 @@ def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> Ti
     coords = np.stack([gx.ravel(), gy.ravel()], axis=1)
     frac = tissue_fraction_of_boxes(mask, coords, size_px0_f)
     keep = frac >= max(config.min_tissue_fraction, 1e-9)
-    level = slide.best_level_for_downsample(scale)
+    level, _ = slide.level_for_mpp(config.target_mpp)
     read_px = max(1, round(size_px0_f / slide.level_downsamples[level]))
     return TileGrid(
         coords_px0=coords[keep],
