@@ -20,7 +20,11 @@ def bench():
 def _tables(bench):
     d = bench.data
     outcome = pd.DataFrame(
-        {"event": d.target["event"].astype(float), "time": d.target["time"], "binary": d.target["binary"]},
+        {
+            "event": d.target["event"].astype(float),
+            "time": d.target["time"],
+            "binary": d.target["binary"],
+        },
         index=d.ids,
     )
     bags = {pid: b for pid, b in zip(d.ids, d.histology, strict=True)}
@@ -29,8 +33,14 @@ def _tables(bench):
 
 def _align(outcome, clinical, expression, bags, **kw):
     return align_modalities(
-        outcome, kind="survival", horizon=36.0, clinical=clinical, variables=PAIRED_VARIABLES,
-        expression=expression, histology=bags, **kw,
+        outcome,
+        kind="survival",
+        horizon=36.0,
+        clinical=clinical,
+        variables=PAIRED_VARIABLES,
+        expression=expression,
+        histology=bags,
+        **kw,
     )
 
 
@@ -39,8 +49,9 @@ def test_shuffling_one_table_does_not_change_predictions(bench) -> None:
     data = _align(outcome, clin, expr, bags)
     model = LateFusion(modalities=("clinical", "expression")).fit(data)
     rng = np.random.default_rng(0)
-    shuffled = _align(outcome, clin.iloc[rng.permutation(len(clin))],
-                      expr.iloc[rng.permutation(len(expr))], bags)
+    shuffled = _align(
+        outcome, clin.iloc[rng.permutation(len(clin))], expr.iloc[rng.permutation(len(expr))], bags
+    )
     a = model.predict_frame(data)
     b = model.predict_frame(shuffled)
     pd.testing.assert_frame_equal(a, b)
@@ -79,8 +90,10 @@ def test_id_mismatches_are_errors(bench) -> None:
 
 
 def test_tcga_barcode_hint() -> None:
-    outcome = pd.DataFrame({"event": [1.0, 0.0], "time": [5.0, 9.0], "binary": [np.nan] * 2},
-                           index=["TCGA-AA-0001", "TCGA-AA-0002"])
+    outcome = pd.DataFrame(
+        {"event": [1.0, 0.0], "time": [5.0, 9.0], "binary": [np.nan] * 2},
+        index=["TCGA-AA-0001", "TCGA-AA-0002"],
+    )
     expr = pd.DataFrame({"G1": [1.0, 2.0]}, index=["TCGA-AA-0001-01A", "TCGA-AA-0002-01A"])
     with pytest.raises(InputError, match="first 12 characters"):
         align_modalities(outcome, kind="survival", expression=expr)

@@ -1,9 +1,11 @@
-"""Fusion models, missing modalities at prediction time, generation, side-by-side CV, persistence."""
+"""Fusion models, missing modalities at prediction, generation, side-by-side CV, persistence."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
 
 from metastat.fusion.generate import (
     CVAEGenerator,
@@ -92,13 +94,23 @@ def test_filled_expression_is_marked_generated(split) -> None:
 def test_side_by_side_same_splits_with_scenarios(bench) -> None:
     data = bench.data.subset(np.arange(90))
     res = side_by_side(
-        data, ["clinical", "expression", "late", "concat"], n_splits=3, n_boot=10,
-        drop=("expression",), generator="ridge", baseline="clinical",
-        model_kw=FAST, progress=False,
+        data,
+        ["clinical", "expression", "late", "concat"],
+        n_splits=3,
+        n_boot=10,
+        drop=("expression",),
+        generators=("ridge",),
+        baseline="clinical",
+        model_kw=FAST,
+        progress=False,
     )
     models = set(res.predictions["model"])
-    assert {"late[-expression]", "late[generated]", "concat[-expression]",
-            "expression[generated]"} <= models
+    assert {
+        "late[-expression]",
+        "late[generated-ridge]",
+        "concat[-expression]",
+        "expression[generated-ridge]",
+    } <= models
     folds = res.predictions.groupby("model").apply(
         lambda d: tuple(d.sort_values("patient_id")["fold"]), include_groups=False
     )

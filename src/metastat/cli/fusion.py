@@ -1,4 +1,4 @@
-"""``metastat fusion``: evaluate, fit and apply models fusing clinical data, expression, histology."""
+"""``metastat fusion``: evaluate, fit and apply models fusing clinical, expression, histology."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ DatasetOpt = typer.Option(
     help="Built-in expression cohort (breast_nki, breast_vdx, gastric_yonsei ...), clinical table "
     "(colon_adjuvant, breast_gbsg2, tcga_cdr) or paired_benchmark.",
 )
-OutcomeOpt = typer.Option(..., "--outcome", "-o", help="Outcome name (dmfs, recurrence, rfs, pfi ...).")
+OutcomeOpt = typer.Option(
+    ..., "--outcome", "-o", help="Outcome name (dmfs, recurrence, rfs, pfi ...)."
+)
 ClinOpt = typer.Option(None, "--clinical", help="User clinical table (patient id in first column).")
 VarsOpt = typer.Option(None, "--variables", help="JSON list of typed clinical variables.")
 ExprOpt = typer.Option(None, "--expression", help="Expression table (patients x genes).")
@@ -33,7 +35,9 @@ SeedOpt = typer.Option(0, "--seed", help="Random seed (recorded in outputs).")
 DropOpt = typer.Option(None, "--drop", help="Modality removed at prediction time; repeatable.")
 
 
-def _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed):
+def _data(
+    dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed
+):
     from metastat.fusion.inputs import multimodal_from_options
 
     return multimodal_from_options(
@@ -75,8 +79,10 @@ def evaluate(
         None, "--model", "-m", help="Model(s) to compare; default: every modality + fusions."
     ),
     drop: list[str] | None = DropOpt,
-    generator: str | None = typer.Option(
-        None, "--generator", help="Also score with expression generated from histology (ridge, cvae)."
+    generator: list[str] | None = typer.Option(
+        None,
+        "--generator",
+        help="Also score with expression generated from histology (ridge, cvae); repeatable.",
     ),
     baseline: str | None = typer.Option(
         "clinical", "--baseline", help="Paired deltas of every model vs this one ('' for none)."
@@ -94,7 +100,18 @@ def evaluate(
     """Cross-validate single-modality and fused models side by side on the same splits."""
     from metastat.fusion.validate import primary_metric, side_by_side
 
-    data = _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed)
+    data = _data(
+        dataset,
+        outcome,
+        horizon,
+        clinical,
+        variables,
+        expression,
+        histology,
+        event_col,
+        time_col,
+        seed,
+    )
     models = list(model) if model else None
     if baseline and models is not None and baseline not in models:
         models.insert(0, baseline)
@@ -108,7 +125,7 @@ def evaluate(
         seed=seed,
         n_boot=n_boot,
         drop=tuple(drop or ()),
-        generator=generator,
+        generators=tuple(generator or ()),
         baseline=baseline or None,
         progress=not as_json,
     )
@@ -143,7 +160,18 @@ def fit(
     from metastat.fusion.late import LateFusion
     from metastat.fusion.persist import save_late
 
-    data = _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed)
+    data = _data(
+        dataset,
+        outcome,
+        horizon,
+        clinical,
+        variables,
+        expression,
+        histology,
+        event_col,
+        time_col,
+        seed,
+    )
     model = LateFusion(seed=seed).fit(data)
     info = {
         "training_cohort": data.name,
@@ -220,11 +248,17 @@ def predict(
 
 @app.command()
 def generate(
-    dataset: str = typer.Option("paired_benchmark", "--dataset", "-d", help="Cohort with histology + expression."),
-    outcome: str = typer.Option("recurrence", "--outcome", "-o", help="Outcome (for stratified folds)."),
+    dataset: str = typer.Option(
+        "paired_benchmark", "--dataset", "-d", help="Cohort with histology + expression."
+    ),
+    outcome: str = typer.Option(
+        "recurrence", "--outcome", "-o", help="Outcome (for stratified folds)."
+    ),
     expression: Path | None = ExprOpt,
     histology: Path | None = HistOpt,
-    generator: list[str] | None = typer.Option(None, "--generator", help="ridge, cvae (repeatable)."),
+    generator: list[str] | None = typer.Option(
+        None, "--generator", help="ridge, cvae (repeatable)."
+    ),
     cv: int = typer.Option(5, "--cv", help="Folds (patient-grouped)."),
     seed: int = SeedOpt,
     out: Path | None = typer.Option(None, "--out", help="Write per-gene correlations CSV here."),

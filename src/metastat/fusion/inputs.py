@@ -39,7 +39,9 @@ def patient_of_slide(slide_id: str) -> str:
     return m.group(1) if m else slide_id
 
 
-def load_histology(folder: str | Path, max_tiles: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+def load_histology(
+    folder: str | Path, max_tiles: int | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Tile-feature bags of a folder, grouped by patient (tiles of a patient's slides pooled)."""
     from metastat.slides.store import list_bags, load_bag
 
@@ -91,7 +93,9 @@ def multimodal_from_options(
 
         return make_paired_benchmark(seed=seed).data
     if dataset in DATASETS:
-        return from_cohort(load_dataset(dataset), outcome, horizon=horizon, variables=vars_, histology=bags)
+        return from_cohort(
+            load_dataset(dataset), outcome, horizon=horizon, variables=vars_, histology=bags
+        )
     if dataset in CLINICAL_TABLES:
         return from_cohort(
             load_clinical_table(dataset),
@@ -106,7 +110,9 @@ def multimodal_from_options(
         names = sorted([*DATASETS, *CLINICAL_TABLES, PAIRED])
         raise InputError(f"unknown dataset {dataset!r}; use one of {names} or --clinical FILE.")
     if clinical is None or event_col is None:
-        raise InputError("give --dataset NAME, or --clinical FILE with --event-col (and --time-col).")
+        raise InputError(
+            "give --dataset NAME, or --clinical FILE with --event-col (and --time-col)."
+        )
     if vars_ is None:
         raise InputError("user clinical tables need --variables vars.json (typed variables).")
     table = read_table(clinical)
@@ -133,7 +139,6 @@ def multimodal_from_options(
         extra="drop",
         name=Path(clinical).stem,
     )
-
 
 
 def prediction_set(
