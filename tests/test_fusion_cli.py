@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from metastat.cli.main import app
@@ -129,6 +130,34 @@ def test_fit_predict_with_missing_modality(tmp_path) -> None:
     )
     preds = json.loads(res.output)["predictions"]
     assert {p["modalities"] for p in preds} == {"clinical", ""}
+
+
+def test_fit_predict_neural(tmp_path) -> None:
+    pytest.importorskip("torch")
+    args = _files(tmp_path)
+    res = runner.invoke(
+        app, ["fusion", "fit", "-o", "relapse", *args, "-m", "gated", "--out", str(tmp_path / "nn")]
+    )
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "nn" / "manifest.json").read_text())
+    assert manifest["format"] == "metastat.fusion.neural/1"
+    res = runner.invoke(
+        app,
+        [
+            "fusion",
+            "predict",
+            "-m",
+            str(tmp_path / "nn"),
+            "--expression",
+            str(tmp_path / "expression.csv"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert len(pred) == 100 and set(pred["modalities"]) == {"expression"}
+    assert np.isfinite(pred["risk"]).all()
 
 
 def test_errors(tmp_path) -> None:

@@ -17,7 +17,7 @@ from metastat.fusion.generate import (
 from metastat.fusion.intermediate import NeuralFusion
 from metastat.fusion.late import LateFusion
 from metastat.fusion.paired import make_paired_benchmark
-from metastat.fusion.persist import load_late, save_late
+from metastat.fusion.persist import load_fusion, load_late, save_fusion, save_late
 from metastat.fusion.validate import side_by_side
 
 FAST = {"epochs": 40, "patience": 10, "hidden": 16, "n_genes": 100}
@@ -134,3 +134,14 @@ def test_late_fusion_round_trip(tmp_path, split) -> None:
 
     with pytest.raises(ModelError, match="checksum"):
         load_late(tmp_path / "m")
+
+
+def test_neural_fusion_round_trip(tmp_path, split, bench) -> None:
+    train, test = split
+    model = NeuralFusion("coattention", gene_sets=bench.gene_sets, **FAST).fit(train)
+    save_fusion(model, tmp_path / "nn", info={"outcome": "x"})
+    again, _ = load_fusion(tmp_path / "nn")
+    for data in (test, test.without("histology")):
+        a, b = model.predict_frame(data), again.predict_frame(data)
+        np.testing.assert_allclose(a[["risk", "prob"]], b[["risk", "prob"]], rtol=1e-5, atol=1e-6)
+        assert (a["modalities"] == b["modalities"]).all()

@@ -153,12 +153,15 @@ def fit(
     histology: Path | None = HistOpt,
     event_col: str | None = EventOpt,
     time_col: str | None = TimeOpt,
+    model: str = typer.Option(
+        "late", "--model", "-m", help="late, concat, gated, kronecker or coattention."
+    ),
     seed: int = SeedOpt,
     horizon: str | None = HorizonOpt,
 ) -> None:
-    """Fit late fusion on every patient and save it (JSON + safetensors, no pickle)."""
-    from metastat.fusion.late import LateFusion
-    from metastat.fusion.persist import save_late
+    """Fit a fusion model on every patient and save it (JSON + safetensors, no pickle)."""
+    from metastat.fusion.persist import save_fusion
+    from metastat.fusion.validate import UNIMODAL, build_model
 
     data = _data(
         dataset,
@@ -172,7 +175,11 @@ def fit(
         time_col,
         seed,
     )
-    model = LateFusion(seed=seed).fit(data)
+    if model in UNIMODAL:
+        raise InputError(
+            f"fit saves fusion models (late, concat, gated, kronecker, coattention), not {model!r}."
+        )
+    est = build_model(model, seed=seed).fit(data)
     info = {
         "training_cohort": data.name,
         "outcome": outcome,
@@ -182,8 +189,16 @@ def fit(
         "present": data.present.sum().astype(int).to_dict(),
         "seed": seed,
     }
-    save_late(model, out, info=info)
-    typer.echo(f"saved late fusion of {list(model.models_)} to {out}; weights {model.weights}")
+    save_fusion(est, out, info=info)
+    typer.echo(f"saved {model} fusion of {data.modalities} to {out}")
+
+
+def _clinical_variables(model) -> list | None:
+    clin = getattr(model, "models_", {}).get("clinical")
+    if clin is not None:
+        return clin.model_.encoder_.variables
+    enc = getattr(model, "clin_", None)
+    return enc.variables if enc is not None else None
 
 
 @app.command()
@@ -199,14 +214,13 @@ def predict(
 ) -> None:
     """Score patients with whatever modalities each has; every row says which modalities it used."""
     from metastat.fusion.inputs import multimodal_from_options, prediction_set
-    from metastat.fusion.persist import load_late
+    from metastat.fusion.persist import load_fusion
 
-    model, manifest = load_late(model_dir)
+    model, manifest = load_fusion(model_dir)
     if dataset is not None:
         data = multimodal_from_options(dataset, manifest["outcome"])
     else:
-        clin = model.models_.get("clinical")
-        variables = clin.model_.encoder_.variables if clin is not None else None
+        variables = _clinical_variables(model)
         if clinical is not None and variables is None:
             raise InputError("this model has no clinical branch; do not pass --clinical.")
         data = prediction_set(

@@ -34,6 +34,20 @@ from metastat.stats import breslow_cumhaz, cox_1d, cumhaz_at, logistic_fit
 Fusion = Literal["concat", "gated", "kronecker", "coattention"]
 
 
+class Projection:
+    """A fitted linear projection (PCA): ``(x - mean) @ components.T``."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray) -> None:
+        self.mean_, self.components_ = np.asarray(mean), np.asarray(components)
+
+    @property
+    def n_components_(self) -> int:
+        return int(self.components_.shape[0])
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x) - self.mean_) @ self.components_.T
+
+
 class FusionNet(nn.Module):
     """Per-modality encoders to ``hidden``-d embeddings, fused, then a risk head."""
 
@@ -150,7 +164,8 @@ class NeuralFusion:
                     raise InputError("no gene of the given gene sets is among the model's genes.")
             else:
                 k = max(1, min(self.n_components, z.shape[0] - 1, z.shape[1]))
-                self.pca_ = PCA(k, random_state=self.seed).fit(z.to_numpy())
+                pca = PCA(k, random_state=self.seed).fit(z.to_numpy())
+                self.pca_ = Projection(pca.mean_, pca.components_)
         if "histology" in self.mods_:
             tiles = np.concatenate(
                 [b for b, ok in zip(data.histology, p["histology"], strict=True) if ok]

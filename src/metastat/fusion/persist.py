@@ -123,6 +123,32 @@ def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | Non
     return out
 
 
+def save_fusion(model: Any, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+    """Save a late or neural fusion model."""
+    if isinstance(model, LateFusion):
+        return save_late(model, path, info=info)
+    from metastat.fusion.persist_neural import save_neural
+
+    return save_neural(model, path, info=info)
+
+
+def load_fusion(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """Load a late or neural fusion model directory; returns the model and its manifest."""
+    mf = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable metastat fusion model ({exc}).") from exc
+    if manifest.get("format") == FORMAT:
+        return load_late(path)
+    from metastat.fusion.persist_neural import FORMAT as NEURAL
+    from metastat.fusion.persist_neural import load_neural
+
+    if manifest.get("format") != NEURAL:
+        raise ModelError(f"{mf}: unsupported format {manifest.get('format')!r}.")
+    return load_neural(path, manifest), manifest
+
+
 def load_late(path: str | Path) -> tuple[LateFusion, dict[str, Any]]:
     """Load a late-fusion model directory; returns the model and its manifest."""
     path = Path(path)
