@@ -10,6 +10,7 @@ load from the Hugging Face hub for users with access, or offline from a local we
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -446,9 +447,15 @@ def create_encoder(
     device: str | None = None,
     precision: Precision | None = None,
     weights: str | os.PathLike[str] | None = None,
+    input_size_px: int | None = None,
 ) -> TileEncoder:
-    """Build an encoder by registry name; ``weights`` loads a local file instead of the hub."""
+    """Build an encoder by registry name; ``weights`` loads a local file instead of the hub.
+
+    ``input_size_px`` overrides the side tiles are resized to (for models that accept any size).
+    """
     spec = get_encoder_spec(name)
+    if input_size_px is not None:
+        spec = dataclasses.replace(spec, input_size_px=int(input_size_px))
     if weights is not None and not Path(weights).is_file():
         raise ModelError(f"weights file '{weights}' for encoder {name!r} does not exist")
     try:

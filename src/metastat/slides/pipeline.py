@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from metastat import __version__
 from metastat.errors import MetastatError
 from metastat.slides.encoders import TileEncoder, create_encoder
 from metastat.slides.errors import NoTissueError, SlideReadError
+from metastat.slides.extract import embed_grid
+from metastat.slides.qc import render_qc, save_png_atomic
 from metastat.slides.reader import open_slide
-from metastat.slides.store import is_complete, write_features
+from metastat.slides.store import is_complete, read_marker, write_features
 from metastat.slides.tiling import TilingConfig, plan_tiles
 from metastat.slides.tissue import TissueConfig, detect_tissue
 
@@ -39,11 +42,17 @@ class ProcessConfig(BaseModel):
     tissue: TissueConfig = TissueConfig()
     encoder: str = "efficientnet_lite0"
     encoder_weights: str | None = None
+    encoder_input_px: int | None = Field(
+        None, ge=16, le=4096, description="resize tiles to this for the encoder (default: native)"
+    )
     device: str | None = None
     batch_size: int = Field(32, ge=1, le=4096)
     read_threads: int = Field(2, ge=1, le=64)
     prefetch_batches: int = Field(2, ge=1, le=64)
     max_unreadable_fraction: float = Field(0.05, ge=0, le=1)
+    torch_threads: int | None = Field(
+        None, ge=1, le=1024, description="intra-op threads for the encoder (default: as set)"
+    )
     qc: bool = True
     qc_max_px: int = Field(1600, ge=128)
 
@@ -54,6 +63,7 @@ class ProcessConfig(BaseModel):
             "tissue": self.tissue.model_dump(),
             "encoder": self.encoder,
             "weights": Path(self.encoder_weights).name if self.encoder_weights else None,
+            "encoder_input_px": self.encoder_input_px,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -98,16 +108,19 @@ def qc_path(out_dir: Path, slide_id: str) -> Path:
     return out_dir / "qc" / f"{slide_id}.png"
 
 
-_ENCODERS: dict[tuple[str, str | None, str | None], TileEncoder] = {}
+_ENCODERS: dict[tuple[str, str | None, str | None, int | None], TileEncoder] = {}
 
 
 def cached_encoder(config: ProcessConfig) -> TileEncoder:
     """One encoder per process (pool and Dask workers build it once, then reuse it)."""
-    key = (config.encoder, config.encoder_weights, config.device)
+    key = (config.encoder, config.encoder_weights, config.device, config.encoder_input_px)
     if key not in _ENCODERS:
         _ENCODERS.clear()
         _ENCODERS[key] = create_encoder(
-            config.encoder, device=config.device, weights=config.encoder_weights
+            config.encoder,
+            device=config.device,
+            weights=config.encoder_weights,
+            input_size_px=config.encoder_input_px,
         )
     return _ENCODERS[key]
 
@@ -120,9 +133,6 @@ def _redact(message: str, job: SlideJob) -> str:
 
 
 def _run(job: SlideJob, out_dir: Path, config: ProcessConfig, result: SlideResult) -> None:
-    from metastat.slides.extract import embed_grid
-    from metastat.slides.qc import render_qc, save_png_atomic
-
     with open_slide(
         job.path, mpp_override=job.mpp_override, mpp_fallback=job.mpp_fallback
     ) as slide:
@@ -195,14 +205,15 @@ def process_slide(job: SlideJob, out_dir: str | Path, config: ProcessConfig) -> 
     t0 = time.perf_counter()
     fpath = feature_path(out, job.slide_id)
     if is_complete(fpath, fingerprint=config.fingerprint()):
-        from metastat.slides.store import read_marker
-
         marker = read_marker(fpath) or {}
         return SlideResult(
             job.slide_id, "skipped", n_tiles=int(marker.get("n_tiles", 0)), feature_file=str(fpath)
         )
     result = SlideResult(job.slide_id, "done")
+    threads_before = torch.get_num_threads()
     try:
+        if config.torch_threads is not None:  # same threads -> same float reduction order
+            torch.set_num_threads(config.torch_threads)
         _run(job, out, config, result)
     except MetastatError as exc:
         result.status, result.error_type = "failed", type(exc).__name__
@@ -213,6 +224,7 @@ def process_slide(job: SlideJob, out_dir: str | Path, config: ProcessConfig) -> 
         where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
         result.error = _redact(f"unexpected {type(exc).__name__}: {exc}{where}", job)
     finally:
+        torch.set_num_threads(threads_before)
         gc.collect()  # release per-slide buffers before the next slide
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
@@ -221,8 +233,6 @@ def process_slide(job: SlideJob, out_dir: str | Path, config: ProcessConfig) -> 
 def run_metadata() -> dict[str, Any]:
     """Versions recorded in the run summary."""
     import platform
-
-    import torch
 
     return {
         "metastat_version": __version__,

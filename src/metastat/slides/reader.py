@@ -32,6 +32,8 @@ Backend = Literal["auto", "openslide", "tiffslide"]
 
 #: Largest single region read allowed, in output pixels (about 256 MiB as RGBA).
 DEFAULT_MAX_READ_PX = 64 * 2**20
+#: Largest level a thumbnail is computed from, strip by strip (16 Gpx).
+MAX_THUMBNAIL_SOURCE_PX = 2**34
 #: OpenSlide's decoded-tile cache per open slide.
 DEFAULT_CACHE_BYTES = 64 * 2**20
 
@@ -120,6 +122,7 @@ class SlideReader:
         self._cache_bytes = int(cache_bytes)
         self._lock = threading.Lock()
         self._generation = 0
+        self.unreadable_blocks = 0  # thumbnail blocks that could not be read (shown white)
         if not self.path.exists():
             raise SlideOpenError(
                 f"slide file '{self.path}' does not exist: check the path, the manifest's "
@@ -135,10 +138,23 @@ class SlideReader:
         self._handle: _Handle | None = None
         for name in order:
             try:
-                self._handle = _OPENERS[name](self.path, self._cache_bytes)
-                break
+                handle = _OPENERS[name](self.path, self._cache_bytes)
             except Exception as exc:  # backends raise many types for broken files
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            try:  # a header can parse while the pixel data is cut off: probe first/last tile
+                last = len(handle.obj.level_dimensions) - 1
+                lw, lh = handle.obj.level_dimensions[last]
+                ds = float(handle.obj.level_downsamples[last])
+                for x, y in ((0, 0), (lw - 1, lh - 1)):
+                    np.asarray(handle.obj.read_region((int(x * ds), int(y * ds)), last, (1, 1)))
+            except Exception as exc:
+                errors.append(f"{name}: cannot read pixels: {type(exc).__name__}: {exc}")
+                with contextlib.suppress(Exception):
+                    handle.obj.close()
+                continue
+            self._handle = handle
+            break
         if self._handle is None:
             raise SlideOpenError(
                 f"cannot open slide '{self.path.name}' ({'; '.join(errors)}). The file may be "
@@ -249,16 +265,38 @@ class SlideReader:
                 best = i
         return best
 
+    def level_for_mpp(self, target_mpp: float) -> tuple[int, float]:
+        """(level to read, level-0 px per output px) for output at ``target_mpp`` µm/px."""
+        scale = float(target_mpp) / float(self.mpp)
+        return self.best_level_for_downsample(scale), scale
+
     # -- reading ------------------------------------------------------------------------------
+    def read_at_mpp(
+        self, location_px0: tuple[int, int], size_px: tuple[int, int], target_mpp: float
+    ) -> np.ndarray:
+        """Read ``size_px`` (width, height) pixels at ``target_mpp`` µm/px from the best level.
+
+        The region is read from the lowest-resolution level still at least as fine as the
+        target, then resized; e.g. a 224 px tile at 0.5 µm/px on a 0.25 µm/px slide.
+        """
+        level, scale = self.level_for_mpp(target_mpp)
+        ds = self.level_downsamples[level]
+        w, h = int(size_px[0]), int(size_px[1])
+        rw, rh = max(1, round(w * scale / ds)), max(1, round(h * scale / ds))
+        region = self.read(location_px0, (rw, rh), level)
+        if (rw, rh) != (w, h):
+            resized = Image.fromarray(region).resize((w, h), Image.Resampling.BILINEAR)
+            region = np.asarray(resized)
+        return region
+
     def _reopen(self, seen_generation: int) -> None:
+        """Replace the handle after an error. The old one is not closed here: reads still
+        running in other threads hold a reference, and it is freed when the last one ends."""
         with self._lock:
             if self._generation != seen_generation:  # another thread already reopened
                 return
             assert self._handle is not None
-            name = self._handle.name
-            with contextlib.suppress(Exception):  # a broken handle may fail to close
-                self._handle.obj.close()
-            self._handle = _OPENERS[name](self.path, self._cache_bytes)
+            self._handle = _OPENERS[self._handle.name](self.path, self._cache_bytes)
             self._generation += 1
 
     def _read_once(self, location_px0: tuple[int, int], level: int, size_px: tuple[int, int]):
@@ -290,6 +328,24 @@ class SlideReader:
                 f"level {level} does not exist in '{self.path.name}' "
                 f"(levels 0-{self.level_count - 1})"
             )
+        # parts outside the slide are white for every backend (tiffslide would pad black)
+        ds = self.level_downsamples[level]
+        lw, lh = self.level_dimensions[level]
+        x_l, y_l = location_px0[0] / ds, location_px0[1] / ds
+        left, top = max(0, -round(x_l)), max(0, -round(y_l))
+        right = min(w, lw - round(x_l))
+        bottom = min(h, lh - round(y_l))
+        if right <= left or bottom <= top:
+            return np.full((h, w, 3), 255, np.uint8)
+        if (left, top, right, bottom) != (0, 0, w, h):
+            inner = self.read(
+                (location_px0[0] + round(left * ds), location_px0[1] + round(top * ds)),
+                (right - left, bottom - top),
+                level,
+            )
+            out = np.full((h, w, 3), 255, np.uint8)
+            out[top:bottom, left:right] = inner
+            return out
         last: Exception | None = None
         for _attempt in range(2):
             gen = self._generation
@@ -317,13 +373,19 @@ class SlideReader:
         level = self.best_level_for_downsample(ds)
         lw, lh = self.level_dimensions[level]
         lds = self.level_downsamples[level]
+        if lw * lh > MAX_THUMBNAIL_SOURCE_PX:
+            raise ReadTooLargeError(
+                f"slide '{self.path.name}' has no pyramid level small enough for a thumbnail "
+                f"(smallest usable: {lw}x{lh} px): convert it to a pyramidal TIFF (e.g. with "
+                "vips tiffsave --pyramid --tile), or check that the file is not damaged"
+            )
         strip_h = max(1, min(lh, self.max_read_px // max(lw, 1) // 2))
         out = Image.new("RGB", (out_w, out_h), (255, 255, 255))
         y = 0
         while y < lh:
             hh = min(strip_h, lh - y)
             y0_px0 = round(y * lds)
-            strip = self.read((0, y0_px0), (lw, hh), level)
+            strip = self._read_tolerant((0, y0_px0), (lw, hh), level)
             top = round(y * out_h / lh)
             bottom = max(top + 1, round((y + hh) * out_h / lh))
             out.paste(
@@ -332,6 +394,27 @@ class SlideReader:
             )
             y += hh
         return np.asarray(out)
+
+    def _read_tolerant(
+        self, location_px0: tuple[int, int], size_px: tuple[int, int], level: int, block: int = 256
+    ) -> np.ndarray:
+        """Like :meth:`read`, but unreadable blocks (corrupt tiles) come back white."""
+        try:
+            return self.read(location_px0, size_px, level)
+        except SlideReadError:
+            pass
+        w, h = size_px
+        ds = self.level_downsamples[level]
+        out = np.full((h, w, 3), 255, np.uint8)
+        for by in range(0, h, block):
+            for bx in range(0, w, block):
+                bw, bh = min(block, w - bx), min(block, h - by)
+                loc = (location_px0[0] + round(bx * ds), location_px0[1] + round(by * ds))
+                try:
+                    out[by : by + bh, bx : bx + bw] = self.read(loc, (bw, bh), level)
+                except SlideReadError:
+                    self.unreadable_blocks += 1
+        return out
 
     def close(self) -> None:
         """Release the backend handle."""
