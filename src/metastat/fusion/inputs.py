@@ -13,11 +13,13 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 
 from metastat.clinical.datasets import CLINICAL_TABLES, load_clinical_table
 from metastat.clinical.encoder import Variable
-from metastat.data.outcomes import resolve_outcome
+from metastat.data.outcomes import OutcomeSpec, resolve_outcome
 from metastat.data.registry import DATASETS, load_dataset
 from metastat.data.tables import read_table
 from metastat.errors import InputError
@@ -117,11 +119,7 @@ def multimodal_from_options(
         raise InputError("user clinical tables need --variables vars.json (typed variables).")
     table = read_table(clinical)
     table.index = table.index.astype(str)
-    from metastat.data.outcomes import OutcomeSpec
-
     spec = OutcomeSpec(kind="survival" if time_col else "binary", event=event_col, time=time_col)
-    import anndata as ad
-
     obs = table.copy()
     obs["patient_id"] = obs.index
     adata = ad.AnnData(X=np.zeros((len(obs), 0)), obs=obs)
@@ -151,8 +149,6 @@ def prediction_set(
     horizon: float | None = None,
 ) -> MultimodalSet:
     """New patients without outcomes: every patient id found in any of the given tables."""
-    import pandas as pd
-
     tables = {
         "clinical": read_table(clinical) if clinical else None,
         "expression": read_table(expression) if expression else None,
