@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,3 +115,20 @@ def test_unparseable_clinical_strings_fail_clearly(bench) -> None:
     data = _align(outcome, clin, expr, bags)
     with pytest.raises(InputError, match=r"clinical column 'stage'.*'Stage 7'"):
         LateFusion(modalities=("clinical",)).fit(data)
+
+
+FEATURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "features"
+
+
+@pytest.mark.skipif(not FEATURES.exists(), reason="../shared/data/features not available")
+def test_tcga_bags_align_with_tcga_cdr_by_patient_barcode() -> None:
+    pytest.importorskip("h5py")
+    from metastat.fusion.inputs import multimodal_from_options
+
+    data = multimodal_from_options("tcga_cdr", "pfi", histology=FEATURES)
+    with_slides = data.ids[data.present["histology"].to_numpy()]
+    assert sorted(with_slides) == ["TCGA-3X-AAVA", "TCGA-AD-6964"]
+    i = list(data.ids).index("TCGA-AD-6964")
+    assert data.target["event"][i]  # distant-metastasis new tumour event (PFI = 1)
+    assert data.histology[i].shape[1] == 512
+    assert data.present["clinical"].mean() > 0.99
