@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from metastat.cli.main import app
@@ -23,16 +24,45 @@ def _files(tmp_path):
     clin.to_csv(tmp_path / "clinical.csv")
     d.expression.rename_axis("patient_id").to_csv(tmp_path / "expression.csv")
     (tmp_path / "vars.json").write_text(json.dumps([v.model_dump() for v in PAIRED_VARIABLES]))
-    return ["--clinical", str(tmp_path / "clinical.csv"), "--variables", str(tmp_path / "vars.json"),
-            "--expression", str(tmp_path / "expression.csv"), "--event-col", "relapse",
-            "--time-col", "months"]
+    return [
+        "--clinical",
+        str(tmp_path / "clinical.csv"),
+        "--variables",
+        str(tmp_path / "vars.json"),
+        "--expression",
+        str(tmp_path / "expression.csv"),
+        "--event-col",
+        "relapse",
+        "--time-col",
+        "months",
+    ]
 
 
 def test_evaluate_json(tmp_path) -> None:
     args = _files(tmp_path)
-    res = runner.invoke(app, ["fusion", "evaluate", "-o", "relapse", *args, "-m", "late",
-                              "--drop", "expression", "--cv", "3", "--n-boot", "10", "--json",
-                              "--horizon", "36", "--out", str(tmp_path / "run")])
+    res = runner.invoke(
+        app,
+        [
+            "fusion",
+            "evaluate",
+            "-o",
+            "relapse",
+            *args,
+            "-m",
+            "late",
+            "--drop",
+            "expression",
+            "--cv",
+            "3",
+            "--n-boot",
+            "10",
+            "--json",
+            "--horizon",
+            "36",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])
     assert set(out) == {"clinical", "late", "late[-expression]"}
@@ -43,27 +73,91 @@ def test_evaluate_json(tmp_path) -> None:
 
 def test_fit_predict_with_missing_modality(tmp_path) -> None:
     args = _files(tmp_path)
-    res = runner.invoke(app, ["fusion", "fit", "-o", "relapse", *args, "--horizon", "36",
-                              "--out", str(tmp_path / "model")])
+    res = runner.invoke(
+        app,
+        [
+            "fusion",
+            "fit",
+            "-o",
+            "relapse",
+            *args,
+            "--horizon",
+            "36",
+            "--out",
+            str(tmp_path / "model"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     clin = pd.read_csv(tmp_path / "clinical.csv", index_col=0).drop(columns=["months", "relapse"])
     clin.iloc[:5].to_csv(tmp_path / "new.csv")
     expr = pd.read_csv(tmp_path / "expression.csv", index_col=0)
     expr.iloc[3:8].to_csv(tmp_path / "new_expr.csv")  # patients 0-2 clinical only, 5-7 expr only
-    res = runner.invoke(app, ["fusion", "predict", "-m", str(tmp_path / "model"), "--clinical",
-                              str(tmp_path / "new.csv"), "--expression", str(tmp_path / "new_expr.csv"),
-                              "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "fusion",
+            "predict",
+            "-m",
+            str(tmp_path / "model"),
+            "--clinical",
+            str(tmp_path / "new.csv"),
+            "--expression",
+            str(tmp_path / "new_expr.csv"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     preds = {p["patient_id"]: p for p in json.loads(res.output)["predictions"]}
     assert len(preds) == 8
     used = [preds[i]["modalities"] for i in [*clin.index[:5], *expr.index[5:8]]]
     assert used == ["clinical"] * 3 + ["clinical+expression"] * 2 + ["expression"] * 3
     assert all(np.isfinite(p["risk"]) for p in preds.values())
-    res = runner.invoke(app, ["fusion", "predict", "-m", str(tmp_path / "model"), "--clinical",
-                              str(tmp_path / "new.csv"), "--expression", str(tmp_path / "new_expr.csv"),
-                              "--drop", "expression", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "fusion",
+            "predict",
+            "-m",
+            str(tmp_path / "model"),
+            "--clinical",
+            str(tmp_path / "new.csv"),
+            "--expression",
+            str(tmp_path / "new_expr.csv"),
+            "--drop",
+            "expression",
+            "--json",
+        ],
+    )
     preds = json.loads(res.output)["predictions"]
     assert {p["modalities"] for p in preds} == {"clinical", ""}
+
+
+def test_fit_predict_neural(tmp_path) -> None:
+    pytest.importorskip("torch")
+    args = _files(tmp_path)
+    res = runner.invoke(
+        app, ["fusion", "fit", "-o", "relapse", *args, "-m", "gated", "--out", str(tmp_path / "nn")]
+    )
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "nn" / "manifest.json").read_text())
+    assert manifest["format"] == "metastat.fusion.neural/1"
+    res = runner.invoke(
+        app,
+        [
+            "fusion",
+            "predict",
+            "-m",
+            str(tmp_path / "nn"),
+            "--expression",
+            str(tmp_path / "expression.csv"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert len(pred) == 100 and set(pred["modalities"]) == {"expression"}
+    assert np.isfinite(pred["risk"]).all()
 
 
 def test_errors(tmp_path) -> None:

@@ -8,14 +8,34 @@ import pytest
 
 from metastat.clinical.datasets import clinical_variables, load_clinical_table
 from metastat.clinical.encoder import ClinicalEncoder, Variable, parse_variables
-from metastat.clinical.parse import grade, m_stage, n_stage, parse_column, sex, stage, status, t_stage
+from metastat.clinical.parse import (
+    grade,
+    m_stage,
+    n_stage,
+    parse_column,
+    sex,
+    stage,
+    status,
+    t_stage,
+)
 from metastat.errors import InputError, UnknownNameError
 
 
 @pytest.mark.parametrize(
     ("raw", "level"),
-    [("Stage IIIA", 3), ("IIb", 2), ("stage iv", 4), ("3", 3), ("Stage 0", 0), ("IS", 0),
-     ("I", 1), ("AJCC Stage IIC", 2), ("[Not Available]", None), ("Stage X", None), ("", None)],
+    [
+        ("Stage IIIA", 3),
+        ("IIb", 2),
+        ("stage iv", 4),
+        ("3", 3),
+        ("Stage 0", 0),
+        ("IS", 0),
+        ("I", 1),
+        ("AJCC Stage IIC", 2),
+        ("[Not Available]", None),
+        ("Stage X", None),
+        ("", None),
+    ],
 )
 def test_stage(raw: str, level: int | None) -> None:
     got = stage(raw)
@@ -27,11 +47,21 @@ def test_tnm_grade_status_sex() -> None:
     assert t_stage("Tis") == 0 and np.isnan(t_stage("TX")) and n_stage("N2b") == 2
     assert m_stage("1.0") == 1 and m_stage("M1a") == 1
     assert [grade(g) for g in ("G1", "2", "grade 3", "poorly differentiated", "High Grade")] == [
-        1, 2, 3, 3, 3,
+        1,
+        2,
+        3,
+        3,
+        3,
     ]
     assert np.isnan(grade("GX"))
     assert [status(s) for s in ("positive", "NEG", "+", "-", "MSI-H", "MSS", "1")] == [
-        1, 0, 1, 0, 1, 0, 1,
+        1,
+        0,
+        1,
+        0,
+        1,
+        0,
+        1,
     ]
     assert (sex("MALE"), sex("f")) == (1, 0)
 
@@ -65,7 +95,12 @@ VARS = [
 def test_encoder_missing_indicators_and_unseen_categories() -> None:
     enc = ClinicalEncoder(VARS, min_level_count=1).fit(_frame())
     assert enc.feature_names_ == [
-        "age", "age_missing", "stage", "stage_missing", "site=colon", "site=rectum",
+        "age",
+        "age_missing",
+        "stage",
+        "stage_missing",
+        "site=colon",
+        "site=rectum",
     ]
     new = pd.DataFrame({"age": [None], "stage": ["IV"], "site": ["anus"]}, index=["q"])
     with pytest.warns(UserWarning, match="not seen in training"):

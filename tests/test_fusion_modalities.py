@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +22,11 @@ def bench():
 def _tables(bench):
     d = bench.data
     outcome = pd.DataFrame(
-        {"event": d.target["event"].astype(float), "time": d.target["time"], "binary": d.target["binary"]},
+        {
+            "event": d.target["event"].astype(float),
+            "time": d.target["time"],
+            "binary": d.target["binary"],
+        },
         index=d.ids,
     )
     bags = {pid: b for pid, b in zip(d.ids, d.histology, strict=True)}
@@ -29,8 +35,14 @@ def _tables(bench):
 
 def _align(outcome, clinical, expression, bags, **kw):
     return align_modalities(
-        outcome, kind="survival", horizon=36.0, clinical=clinical, variables=PAIRED_VARIABLES,
-        expression=expression, histology=bags, **kw,
+        outcome,
+        kind="survival",
+        horizon=36.0,
+        clinical=clinical,
+        variables=PAIRED_VARIABLES,
+        expression=expression,
+        histology=bags,
+        **kw,
     )
 
 
@@ -39,8 +51,9 @@ def test_shuffling_one_table_does_not_change_predictions(bench) -> None:
     data = _align(outcome, clin, expr, bags)
     model = LateFusion(modalities=("clinical", "expression")).fit(data)
     rng = np.random.default_rng(0)
-    shuffled = _align(outcome, clin.iloc[rng.permutation(len(clin))],
-                      expr.iloc[rng.permutation(len(expr))], bags)
+    shuffled = _align(
+        outcome, clin.iloc[rng.permutation(len(clin))], expr.iloc[rng.permutation(len(expr))], bags
+    )
     a = model.predict_frame(data)
     b = model.predict_frame(shuffled)
     pd.testing.assert_frame_equal(a, b)
@@ -79,8 +92,10 @@ def test_id_mismatches_are_errors(bench) -> None:
 
 
 def test_tcga_barcode_hint() -> None:
-    outcome = pd.DataFrame({"event": [1.0, 0.0], "time": [5.0, 9.0], "binary": [np.nan] * 2},
-                           index=["TCGA-AA-0001", "TCGA-AA-0002"])
+    outcome = pd.DataFrame(
+        {"event": [1.0, 0.0], "time": [5.0, 9.0], "binary": [np.nan] * 2},
+        index=["TCGA-AA-0001", "TCGA-AA-0002"],
+    )
     expr = pd.DataFrame({"G1": [1.0, 2.0]}, index=["TCGA-AA-0001-01A", "TCGA-AA-0002-01A"])
     with pytest.raises(InputError, match="first 12 characters"):
         align_modalities(outcome, kind="survival", expression=expr)
@@ -100,3 +115,20 @@ def test_unparseable_clinical_strings_fail_clearly(bench) -> None:
     data = _align(outcome, clin, expr, bags)
     with pytest.raises(InputError, match=r"clinical column 'stage'.*'Stage 7'"):
         LateFusion(modalities=("clinical",)).fit(data)
+
+
+FEATURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "features"
+
+
+@pytest.mark.skipif(not FEATURES.exists(), reason="../shared/data/features not available")
+def test_tcga_bags_align_with_tcga_cdr_by_patient_barcode() -> None:
+    pytest.importorskip("h5py")
+    from metastat.fusion.inputs import multimodal_from_options
+
+    data = multimodal_from_options("tcga_cdr", "pfi", histology=FEATURES)
+    with_slides = data.ids[data.present["histology"].to_numpy()]
+    assert sorted(with_slides) == ["TCGA-3X-AAVA", "TCGA-AD-6964"]
+    i = list(data.ids).index("TCGA-AD-6964")
+    assert data.target["event"][i]  # distant-metastasis new tumour event (PFI = 1)
+    assert data.histology[i].shape[1] == 512
+    assert data.present["clinical"].mean() > 0.99

@@ -1,9 +1,11 @@
-"""Fusion models, missing modalities at prediction time, generation, side-by-side CV, persistence."""
+"""Fusion models, missing modalities at prediction, generation, side-by-side CV, persistence."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
 
 from metastat.fusion.generate import (
     CVAEGenerator,
@@ -15,7 +17,7 @@ from metastat.fusion.generate import (
 from metastat.fusion.intermediate import NeuralFusion
 from metastat.fusion.late import LateFusion
 from metastat.fusion.paired import make_paired_benchmark
-from metastat.fusion.persist import load_late, save_late
+from metastat.fusion.persist import load_fusion, load_late, save_fusion, save_late
 from metastat.fusion.validate import side_by_side
 
 FAST = {"epochs": 40, "patience": 10, "hidden": 16, "n_genes": 100}
@@ -92,13 +94,23 @@ def test_filled_expression_is_marked_generated(split) -> None:
 def test_side_by_side_same_splits_with_scenarios(bench) -> None:
     data = bench.data.subset(np.arange(90))
     res = side_by_side(
-        data, ["clinical", "expression", "late", "concat"], n_splits=3, n_boot=10,
-        drop=("expression",), generator="ridge", baseline="clinical",
-        model_kw=FAST, progress=False,
+        data,
+        ["clinical", "expression", "late", "concat"],
+        n_splits=3,
+        n_boot=10,
+        drop=("expression",),
+        generators=("ridge",),
+        baseline="clinical",
+        model_kw=FAST,
+        progress=False,
     )
     models = set(res.predictions["model"])
-    assert {"late[-expression]", "late[generated]", "concat[-expression]",
-            "expression[generated]"} <= models
+    assert {
+        "late[-expression]",
+        "late[generated-ridge]",
+        "concat[-expression]",
+        "expression[generated-ridge]",
+    } <= models
     folds = res.predictions.groupby("model").apply(
         lambda d: tuple(d.sort_values("patient_id")["fold"]), include_groups=False
     )
@@ -122,3 +134,14 @@ def test_late_fusion_round_trip(tmp_path, split) -> None:
 
     with pytest.raises(ModelError, match="checksum"):
         load_late(tmp_path / "m")
+
+
+def test_neural_fusion_round_trip(tmp_path, split, bench) -> None:
+    train, test = split
+    model = NeuralFusion("coattention", gene_sets=bench.gene_sets, **FAST).fit(train)
+    save_fusion(model, tmp_path / "nn", info={"outcome": "x"})
+    again, _ = load_fusion(tmp_path / "nn")
+    for data in (test, test.without("histology")):
+        a, b = model.predict_frame(data), again.predict_frame(data)
+        np.testing.assert_allclose(a[["risk", "prob"]], b[["risk", "prob"]], rtol=1e-5, atol=1e-6)
+        assert (a["modalities"] == b["modalities"]).all()

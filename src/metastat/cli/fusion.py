@@ -1,4 +1,4 @@
-"""``metastat fusion``: evaluate, fit and apply models fusing clinical data, expression, histology."""
+"""``metastat fusion``: evaluate, fit and apply models fusing clinical, expression, histology."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ DatasetOpt = typer.Option(
     help="Built-in expression cohort (breast_nki, breast_vdx, gastric_yonsei ...), clinical table "
     "(colon_adjuvant, breast_gbsg2, tcga_cdr) or paired_benchmark.",
 )
-OutcomeOpt = typer.Option(..., "--outcome", "-o", help="Outcome name (dmfs, recurrence, rfs, pfi ...).")
+OutcomeOpt = typer.Option(
+    ..., "--outcome", "-o", help="Outcome name (dmfs, recurrence, rfs, pfi ...)."
+)
 ClinOpt = typer.Option(None, "--clinical", help="User clinical table (patient id in first column).")
 VarsOpt = typer.Option(None, "--variables", help="JSON list of typed clinical variables.")
 ExprOpt = typer.Option(None, "--expression", help="Expression table (patients x genes).")
@@ -33,7 +35,9 @@ SeedOpt = typer.Option(0, "--seed", help="Random seed (recorded in outputs).")
 DropOpt = typer.Option(None, "--drop", help="Modality removed at prediction time; repeatable.")
 
 
-def _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed):
+def _data(
+    dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed
+):
     from metastat.fusion.inputs import multimodal_from_options
 
     return multimodal_from_options(
@@ -75,8 +79,10 @@ def evaluate(
         None, "--model", "-m", help="Model(s) to compare; default: every modality + fusions."
     ),
     drop: list[str] | None = DropOpt,
-    generator: str | None = typer.Option(
-        None, "--generator", help="Also score with expression generated from histology (ridge, cvae)."
+    generator: list[str] | None = typer.Option(
+        None,
+        "--generator",
+        help="Also score with expression generated from histology (ridge, cvae); repeatable.",
     ),
     baseline: str | None = typer.Option(
         "clinical", "--baseline", help="Paired deltas of every model vs this one ('' for none)."
@@ -94,7 +100,18 @@ def evaluate(
     """Cross-validate single-modality and fused models side by side on the same splits."""
     from metastat.fusion.validate import primary_metric, side_by_side
 
-    data = _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed)
+    data = _data(
+        dataset,
+        outcome,
+        horizon,
+        clinical,
+        variables,
+        expression,
+        histology,
+        event_col,
+        time_col,
+        seed,
+    )
     models = list(model) if model else None
     if baseline and models is not None and baseline not in models:
         models.insert(0, baseline)
@@ -108,7 +125,7 @@ def evaluate(
         seed=seed,
         n_boot=n_boot,
         drop=tuple(drop or ()),
-        generator=generator,
+        generators=tuple(generator or ()),
         baseline=baseline or None,
         progress=not as_json,
     )
@@ -136,15 +153,33 @@ def fit(
     histology: Path | None = HistOpt,
     event_col: str | None = EventOpt,
     time_col: str | None = TimeOpt,
+    model: str = typer.Option(
+        "late", "--model", "-m", help="late, concat, gated, kronecker or coattention."
+    ),
     seed: int = SeedOpt,
     horizon: str | None = HorizonOpt,
 ) -> None:
-    """Fit late fusion on every patient and save it (JSON + safetensors, no pickle)."""
-    from metastat.fusion.late import LateFusion
-    from metastat.fusion.persist import save_late
+    """Fit a fusion model on every patient and save it (JSON + safetensors, no pickle)."""
+    from metastat.fusion.persist import save_fusion
+    from metastat.fusion.validate import UNIMODAL, build_model
 
-    data = _data(dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed)
-    model = LateFusion(seed=seed).fit(data)
+    data = _data(
+        dataset,
+        outcome,
+        horizon,
+        clinical,
+        variables,
+        expression,
+        histology,
+        event_col,
+        time_col,
+        seed,
+    )
+    if model in UNIMODAL:
+        raise InputError(
+            f"fit saves fusion models (late, concat, gated, kronecker, coattention), not {model!r}."
+        )
+    est = build_model(model, seed=seed).fit(data)
     info = {
         "training_cohort": data.name,
         "outcome": outcome,
@@ -154,8 +189,16 @@ def fit(
         "present": data.present.sum().astype(int).to_dict(),
         "seed": seed,
     }
-    save_late(model, out, info=info)
-    typer.echo(f"saved late fusion of {list(model.models_)} to {out}; weights {model.weights}")
+    save_fusion(est, out, info=info)
+    typer.echo(f"saved {model} fusion of {data.modalities} to {out}")
+
+
+def _clinical_variables(model) -> list | None:
+    clin = getattr(model, "models_", {}).get("clinical")
+    if clin is not None:
+        return clin.model_.encoder_.variables
+    enc = getattr(model, "clin_", None)
+    return enc.variables if enc is not None else None
 
 
 @app.command()
@@ -171,14 +214,13 @@ def predict(
 ) -> None:
     """Score patients with whatever modalities each has; every row says which modalities it used."""
     from metastat.fusion.inputs import multimodal_from_options, prediction_set
-    from metastat.fusion.persist import load_late
+    from metastat.fusion.persist import load_fusion
 
-    model, manifest = load_late(model_dir)
+    model, manifest = load_fusion(model_dir)
     if dataset is not None:
         data = multimodal_from_options(dataset, manifest["outcome"])
     else:
-        clin = model.models_.get("clinical")
-        variables = clin.model_.encoder_.variables if clin is not None else None
+        variables = _clinical_variables(model)
         if clinical is not None and variables is None:
             raise InputError("this model has no clinical branch; do not pass --clinical.")
         data = prediction_set(
@@ -220,11 +262,17 @@ def predict(
 
 @app.command()
 def generate(
-    dataset: str = typer.Option("paired_benchmark", "--dataset", "-d", help="Cohort with histology + expression."),
-    outcome: str = typer.Option("recurrence", "--outcome", "-o", help="Outcome (for stratified folds)."),
+    dataset: str = typer.Option(
+        "paired_benchmark", "--dataset", "-d", help="Cohort with histology + expression."
+    ),
+    outcome: str = typer.Option(
+        "recurrence", "--outcome", "-o", help="Outcome (for stratified folds)."
+    ),
     expression: Path | None = ExprOpt,
     histology: Path | None = HistOpt,
-    generator: list[str] | None = typer.Option(None, "--generator", help="ridge, cvae (repeatable)."),
+    generator: list[str] | None = typer.Option(
+        None, "--generator", help="ridge, cvae (repeatable)."
+    ),
     cv: int = typer.Option(5, "--cv", help="Folds (patient-grouped)."),
     seed: int = SeedOpt,
     out: Path | None = typer.Option(None, "--out", help="Write per-gene correlations CSV here."),

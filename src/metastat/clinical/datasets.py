@@ -174,7 +174,9 @@ def _load_table(name: str) -> ad.AnnData:
     file, id_col, outcomes, desc = CLINICAL_TABLES[name]
     frame = pd.read_csv(_folder() / file, low_memory=False)
     frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith("Unnamed")])
-    ids = frame[id_col].astype(str) if id_col else pd.Series([f"{name}_{i + 1}" for i in frame.index])
+    ids = (
+        frame[id_col].astype(str) if id_col else pd.Series([f"{name}_{i + 1}" for i in frame.index])
+    )
     frame.index = pd.Index(ids.to_numpy(), name="sample_id")
     frame[PATIENT_ID] = frame.index.astype(str)
     adata = ad.AnnData(X=np.zeros((len(frame), 0)), obs=_arrow_safe(frame))

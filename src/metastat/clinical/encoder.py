@@ -45,7 +45,7 @@ def _recoded(raw: pd.Series, var: Variable) -> pd.Series:
 
 
 def parse_variables(frame: pd.DataFrame, variables: list[Variable]) -> pd.DataFrame:
-    """Raw clinical table -> typed table (floats; categories as strings), one column per variable."""
+    """Raw clinical table -> typed table (floats; categories as text), one column per variable."""
     missing = [v.column for v in variables if v.column not in frame.columns]
     if missing:
         cols = [str(c) for c in frame.columns]
@@ -65,7 +65,7 @@ def parse_variables(frame: pd.DataFrame, variables: list[Variable]) -> pd.DataFr
 
 
 class ClinicalEncoder:
-    """Fit on a raw clinical table; transform any table with the same columns to a numeric matrix."""
+    """Fit on a raw clinical table; transform tables with the same columns to numeric matrices."""
 
     def __init__(self, variables: list[Variable], *, min_level_count: int = 5) -> None:
         if not variables:
@@ -165,7 +165,9 @@ class ClinicalEncoder:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> ClinicalEncoder:
-        enc = cls([Variable(**v) for v in state["variables"]], min_level_count=state["min_level_count"])
+        enc = cls(
+            [Variable(**v) for v in state["variables"]], min_level_count=state["min_level_count"]
+        )
         enc.median_, enc.mean_, enc.sd_ = state["median"], state["mean"], state["sd"]
         enc.indicator_, enc.levels_ = list(state["indicator"]), dict(state["levels"])
         enc.feature_names_ = enc._names()

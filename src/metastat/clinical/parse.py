@@ -118,7 +118,21 @@ def grade(value: object) -> float:
 
 
 _POS = {"1", "1.0", "pos", "positive", "+", "yes", "y", "true", "msi", "msi-h", "msi-high", "mut"}
-_NEG = {"0", "0.0", "-", "neg", "negative", "no", "n", "false", "mss", "msi-l", "msi-low", "wt", "mnd"}
+_NEG = {
+    "0",
+    "0.0",
+    "-",
+    "neg",
+    "negative",
+    "no",
+    "n",
+    "false",
+    "mss",
+    "msi-l",
+    "msi-low",
+    "wt",
+    "mnd",
+}
 
 
 def status(value: object) -> float:

@@ -7,7 +7,7 @@
   models, calibrated stacking, neural fusion with modality dropout, gene-set x tile co-attention.
 * :mod:`~metastat.fusion.generate`: expression generated from histology (ridge, conditional VAE).
 * :mod:`~metastat.fusion.paired`: the paired histology + expression benchmark with known truth.
-* :mod:`~metastat.fusion.validate`: side-by-side CV on identical splits via :mod:`metastat.evaluate`.
+* :mod:`~metastat.fusion.validate`: side-by-side CV on identical splits (:mod:`metastat.evaluate`).
 """
 
 from metastat.fusion.modalities import MODALITIES, MultimodalSet, align_modalities, from_cohort

@@ -17,11 +17,16 @@ from torch import nn
 from metastat.mil.models import GatedAttention, masked_softmax
 
 
-def cluster_gene_sets(z: np.ndarray, genes: list[str], k: int, seed: int = 0) -> dict[str, list[str]]:
+def cluster_gene_sets(
+    z: np.ndarray, genes: list[str], k: int, seed: int = 0
+) -> dict[str, list[str]]:
     """Data-driven gene sets: k-means of genes on their (standardised) profiles across samples."""
     k = max(1, min(k, len(genes)))
     labels = KMeans(k, n_init=4, random_state=seed).fit_predict(np.nan_to_num(z.T))
-    return {f"cluster_{c}": [g for g, lab in zip(genes, labels, strict=True) if lab == c] for c in range(k)}
+    return {
+        f"cluster_{c}": [g for g, lab in zip(genes, labels, strict=True) if lab == c]
+        for c in range(k)
+    }
 
 
 class _Pool(nn.Module):
@@ -65,7 +70,10 @@ class CoAttentionNet(nn.Module):
         )
         n_parts = 3 if clinical_dim else 2
         self.head = nn.Sequential(
-            nn.Linear(n_parts * hidden + 3, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+            nn.Linear(n_parts * hidden + 3, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, 1),
         )
         self.last_attention: torch.Tensor | None = None
 
@@ -74,7 +82,9 @@ class CoAttentionNet(nn.Module):
         ``present``: (B, 3) float for clinical, expression, histology."""
         expr = batch["expression"]
         b = expr.shape[0]
-        tok = torch.stack([f(expr[:, ix]) for f, ix in zip(self.tokens, self.gene_index, strict=True)], 1)
+        tok = torch.stack(
+            [f(expr[:, ix]) for f, ix in zip(self.tokens, self.gene_index, strict=True)], 1
+        )
         has_e = present[:, 1:2].unsqueeze(-1)
         tok = has_e * tok + (1 - has_e) * self.missing_tokens.unsqueeze(0).expand(b, -1, -1)
         tiles = self.tiles(batch["tiles"])

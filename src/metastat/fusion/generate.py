@@ -84,8 +84,12 @@ class _CVAE(nn.Module):
     def __init__(self, y_dim: int, c_dim: int, latent: int, hidden: int) -> None:
         super().__init__()
         self.cond = nn.Sequential(nn.Linear(c_dim, hidden), nn.ReLU())
-        self.enc = nn.Sequential(nn.Linear(y_dim + hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
-        self.dec = nn.Sequential(nn.Linear(latent + hidden, hidden), nn.ReLU(), nn.Linear(hidden, y_dim))
+        self.enc = nn.Sequential(
+            nn.Linear(y_dim + hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent)
+        )
+        self.dec = nn.Sequential(
+            nn.Linear(latent + hidden, hidden), nn.ReLU(), nn.Linear(hidden, y_dim)
+        )
         self.latent = latent
 
     def forward(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

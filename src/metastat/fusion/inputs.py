@@ -13,11 +13,13 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 
 from metastat.clinical.datasets import CLINICAL_TABLES, load_clinical_table
 from metastat.clinical.encoder import Variable
-from metastat.data.outcomes import resolve_outcome
+from metastat.data.outcomes import OutcomeSpec, resolve_outcome
 from metastat.data.registry import DATASETS, load_dataset
 from metastat.data.tables import read_table
 from metastat.errors import InputError
@@ -39,7 +41,9 @@ def patient_of_slide(slide_id: str) -> str:
     return m.group(1) if m else slide_id
 
 
-def load_histology(folder: str | Path, max_tiles: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+def load_histology(
+    folder: str | Path, max_tiles: int | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Tile-feature bags of a folder, grouped by patient (tiles of a patient's slides pooled)."""
     from metastat.slides.store import list_bags, load_bag
 
@@ -91,7 +95,9 @@ def multimodal_from_options(
 
         return make_paired_benchmark(seed=seed).data
     if dataset in DATASETS:
-        return from_cohort(load_dataset(dataset), outcome, horizon=horizon, variables=vars_, histology=bags)
+        return from_cohort(
+            load_dataset(dataset), outcome, horizon=horizon, variables=vars_, histology=bags
+        )
     if dataset in CLINICAL_TABLES:
         return from_cohort(
             load_clinical_table(dataset),
@@ -106,16 +112,14 @@ def multimodal_from_options(
         names = sorted([*DATASETS, *CLINICAL_TABLES, PAIRED])
         raise InputError(f"unknown dataset {dataset!r}; use one of {names} or --clinical FILE.")
     if clinical is None or event_col is None:
-        raise InputError("give --dataset NAME, or --clinical FILE with --event-col (and --time-col).")
+        raise InputError(
+            "give --dataset NAME, or --clinical FILE with --event-col (and --time-col)."
+        )
     if vars_ is None:
         raise InputError("user clinical tables need --variables vars.json (typed variables).")
     table = read_table(clinical)
     table.index = table.index.astype(str)
-    from metastat.data.outcomes import OutcomeSpec
-
     spec = OutcomeSpec(kind="survival" if time_col else "binary", event=event_col, time=time_col)
-    import anndata as ad
-
     obs = table.copy()
     obs["patient_id"] = obs.index
     adata = ad.AnnData(X=np.zeros((len(obs), 0)), obs=obs)
@@ -135,7 +139,6 @@ def multimodal_from_options(
     )
 
 
-
 def prediction_set(
     *,
     variables: list[Variable] | None,
@@ -146,8 +149,6 @@ def prediction_set(
     horizon: float | None = None,
 ) -> MultimodalSet:
     """New patients without outcomes: every patient id found in any of the given tables."""
-    import pandas as pd
-
     tables = {
         "clinical": read_table(clinical) if clinical else None,
         "expression": read_table(expression) if expression else None,

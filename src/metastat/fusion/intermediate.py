@@ -34,15 +34,34 @@ from metastat.stats import breslow_cumhaz, cox_1d, cumhaz_at, logistic_fit
 Fusion = Literal["concat", "gated", "kronecker", "coattention"]
 
 
+class Projection:
+    """A fitted linear projection (PCA): ``(x - mean) @ components.T``."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray) -> None:
+        self.mean_, self.components_ = np.asarray(mean), np.asarray(components)
+
+    @property
+    def n_components_(self) -> int:
+        return int(self.components_.shape[0])
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x) - self.mean_) @ self.components_.T
+
+
 class FusionNet(nn.Module):
     """Per-modality encoders to ``hidden``-d embeddings, fused, then a risk head."""
 
-    def __init__(self, dims: dict[str, int], fusion: Fusion, hidden: int = 32, dropout: float = 0.25):
+    def __init__(
+        self, dims: dict[str, int], fusion: Fusion, hidden: int = 32, dropout: float = 0.25
+    ):
         super().__init__()
         self.fusion, self.mods = fusion, [m for m in MODALITIES if dims.get(m)]
         h = hidden if fusion != "kronecker" else max(4, hidden // 4)
         self.enc = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(dims[m], h), nn.ReLU(), nn.Dropout(dropout)) for m in self.mods}
+            {
+                m: nn.Sequential(nn.Linear(dims[m], h), nn.ReLU(), nn.Dropout(dropout))
+                for m in self.mods
+            }
         )
         if "histology" in self.mods:
             self.tile_attn = GatedAttention(h, h, 1, dropout)
@@ -53,7 +72,9 @@ class FusionNet(nn.Module):
             width = h + len(MODALITIES)
         else:
             width = (h + 1) ** len(self.mods)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
     def embed(self, batch: dict[str, torch.Tensor], present: torch.Tensor) -> list[torch.Tensor]:
         out = []
@@ -125,7 +146,9 @@ class NeuralFusion:
             raise InputError("co-attention fusion needs expression and histology in training.")
         p = data.present
         if "clinical" in self.mods_:
-            self.clin_ = ClinicalEncoder(data.variables).fit(data.clinical[p["clinical"].to_numpy()])
+            self.clin_ = ClinicalEncoder(data.variables).fit(
+                data.clinical[p["clinical"].to_numpy()]
+            )
         if "expression" in self.mods_:
             x = data.expression[p["expression"].to_numpy()]
             self.pre_ = ExpressionPreprocessor(n_genes=self.n_genes).fit(x)
@@ -141,9 +164,12 @@ class NeuralFusion:
                     raise InputError("no gene of the given gene sets is among the model's genes.")
             else:
                 k = max(1, min(self.n_components, z.shape[0] - 1, z.shape[1]))
-                self.pca_ = PCA(k, random_state=self.seed).fit(z.to_numpy())
+                pca = PCA(k, random_state=self.seed).fit(z.to_numpy())
+                self.pca_ = Projection(pca.mean_, pca.components_)
         if "histology" in self.mods_:
-            tiles = np.concatenate([b for b, ok in zip(data.histology, p["histology"], strict=True) if ok])
+            tiles = np.concatenate(
+                [b for b, ok in zip(data.histology, p["histology"], strict=True) if ok]
+            )
             self.tile_mean_, self.tile_sd_ = tiles.mean(0), tiles.std(0) + 1e-6
 
     def _inputs(self, data: MultimodalSet) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -157,7 +183,9 @@ class NeuralFusion:
                 x[has] = self.clin_.transform(data.clinical[has]).to_numpy()
             batch["clinical"] = torch.as_tensor(x, dtype=torch.float32)
         if "expression" in self.mods_:
-            width = len(self.pre_.genes_) if self.fusion == "coattention" else self.pca_.n_components_
+            width = (
+                len(self.pre_.genes_) if self.fusion == "coattention" else self.pca_.n_components_
+            )
             x = np.zeros((n, width))
             has = p["expression"].to_numpy()
             if has.any():
@@ -193,7 +221,9 @@ class NeuralFusion:
         dims["histology"] = len(self.tile_mean_) if "histology" in self.mods_ else 0
         return FusionNet(dims, self.fusion, self.hidden, self.dropout)  # type: ignore[arg-type]
 
-    def _loss(self, risk: torch.Tensor, y: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self, risk: torch.Tensor, y: dict[str, torch.Tensor], rows: torch.Tensor
+    ) -> torch.Tensor:
         if self.kind_ == "survival":
             return cox_loss(risk[rows], y["time"][rows], y["event"][rows])
         known = rows & ~torch.isnan(y["binary"])
@@ -214,7 +244,10 @@ class NeuralFusion:
         self.kind_, self.horizon_ = data.kind, data.horizon
         self._fit_inputs(data)
         batch, present = self._inputs(data)
-        y = {k: torch.as_tensor(data.target[k].astype(np.float32)) for k in ("time", "event", "binary")}
+        y = {
+            k: torch.as_tensor(data.target[k].astype(np.float32))
+            for k in ("time", "event", "binary")
+        }
         tr, va = train_validation_split(data.ids, data.labels, fraction=0.2, seed=self.seed)
         tr_rows = torch.zeros(len(data), dtype=torch.bool)
         tr_rows[tr] = True
@@ -256,7 +289,9 @@ class NeuralFusion:
         if self.kind_ == "survival":
             s = cox_1d(risk, y["time"], y["event"])
             self.slope_ = float(s) if np.isfinite(s) else 0.0
-            self.base_times_, self.base_cumhaz_ = breslow_cumhaz(self.slope_ * risk, y["time"], y["event"])
+            self.base_times_, self.base_cumhaz_ = breslow_cumhaz(
+                self.slope_ * risk, y["time"], y["event"]
+            )
         else:
             known = ~np.isnan(y["binary"])
             a, b = logistic_fit(risk[known], y["binary"][known], np.zeros(known.sum()), slope=True)
@@ -273,7 +308,9 @@ class NeuralFusion:
         h0 = cumhaz_at(self.base_times_, self.base_cumhaz_, np.asarray(times, float))
         return np.exp(-np.outer(np.exp(self.slope_ * risk), h0))
 
-    def predict_frame(self, data: MultimodalSet, surv_times: np.ndarray | None = None) -> pd.DataFrame:
+    def predict_frame(
+        self, data: MultimodalSet, surv_times: np.ndarray | None = None
+    ) -> pd.DataFrame:
         batch, present = self._inputs(data)
         with single_thread():
             risk = self._predict(batch, present)

@@ -33,13 +33,17 @@ class Stacker:
     def fit(self, z: np.ndarray, y: np.ndarray, kind: str, horizon: float | None) -> Stacker:
         self.kind, self.horizon = kind, horizon
         if kind == "survival":
-            cox = CoxPHSurvivalAnalysis(alpha=self.ridge).fit(z, Surv.from_arrays(y["event"], y["time"]))
+            cox = CoxPHSurvivalAnalysis(alpha=self.ridge).fit(
+                z, Surv.from_arrays(y["event"], y["time"])
+            )
             self.coef_, self.intercept_ = np.asarray(cox.coef_, float), 0.0
             lp = z @ self.coef_
             self.base_times_, self.base_cumhaz_ = breslow_cumhaz(lp, y["time"], y["event"])
         else:
             known = ~np.isnan(y["binary"])
-            lr = LogisticRegression(C=1.0 / self.ridge).fit(z[known], y["binary"][known].astype(int))
+            lr = LogisticRegression(C=1.0 / self.ridge).fit(
+                z[known], y["binary"][known].astype(int)
+            )
             self.coef_, self.intercept_ = lr.coef_[0].copy(), float(lr.intercept_[0])
             lp = z @ self.coef_ + self.intercept_
         self.risk_cut_ = float(np.median(lp))
@@ -96,7 +100,10 @@ class LateFusion:
                     rows &= ~np.isnan(data.target["binary"])
                 if rows.sum() >= self.min_patients:
                     self.stackers_[subset] = Stacker(subset, self.ridge).fit(
-                        z.loc[rows, list(subset)].to_numpy(), data.target[rows], data.kind, data.horizon
+                        z.loc[rows, list(subset)].to_numpy(),
+                        data.target[rows],
+                        data.kind,
+                        data.horizon,
                     )
         if not self.stackers_:
             raise InputError("late fusion: no modality subset has enough training patients.")
@@ -110,7 +117,9 @@ class LateFusion:
             for s, st in self.stackers_.items()
         }
 
-    def predict_frame(self, data: MultimodalSet, surv_times: np.ndarray | None = None) -> pd.DataFrame:
+    def predict_frame(
+        self, data: MultimodalSet, surv_times: np.ndarray | None = None
+    ) -> pd.DataFrame:
         raw = pd.DataFrame({m: um.raw_risk(data) for m, um in self.models_.items()})
         z = (raw - pd.Series(self.center_)) / pd.Series(self.scale_)
         avail = z.notna().to_numpy()
@@ -122,7 +131,9 @@ class LateFusion:
         sp = None if surv_times is None else np.full((len(data), len(surv_times)), np.nan)
         keys = {tuple(m for m, ok in zip(mods, row, strict=True) if ok) for row in avail}
         for key in keys:
-            rows = np.array([tuple(m for m, ok in zip(mods, r, strict=True) if ok) == key for r in avail])
+            rows = np.array(
+                [tuple(m for m, ok in zip(mods, r, strict=True) if ok) == key for r in avail]
+            )
             subset = self._best_subset(key)
             if subset is None:
                 continue  # no modality at all: neutral risk, no probability

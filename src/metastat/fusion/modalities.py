@@ -147,7 +147,8 @@ def _check_ids(table_ids: pd.Index, ids: pd.Index, modality: str, extra: str) ->
     if len(table_ids.intersection(ids)) == 0:
         raise InputError(
             f"{modality} table shares no patient id with the outcome table (e.g. "
-            f"{list(map(str, table_ids[:3]))} vs {list(map(str, ids[:3]))}).{_hint(list(table_ids[:50]), ids)}"
+            f"{list(map(str, table_ids[:3]))} vs {list(map(str, ids[:3]))})."
+            f"{_hint(list(table_ids[:50]), ids)}"
         )
 
 
@@ -291,7 +292,7 @@ def from_cohort(
     )
 
 
-class single_thread:  # noqa: N801 (used as a context manager)
+class single_thread:
     """Run small torch models on one CPU thread (faster than contended multi-threading for
     full-batch nets of a few thousand parameters); restores the previous setting."""
 

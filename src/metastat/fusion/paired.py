@@ -66,7 +66,9 @@ def make_paired_benchmark(
         logits = np.concatenate([[0.0], tile_signal * z[i]])
         p = np.exp(logits - logits.max())
         kinds = rng.choice(n_programs + 1, rng.integers(*tiles), p=p / p.sum())
-        bags[pid] = (proto[kinds] + tile_noise * rng.normal(size=(len(kinds), tile_dim))).astype(np.float32)
+        bags[pid] = (proto[kinds] + tile_noise * rng.normal(size=(len(kinds), tile_dim))).astype(
+            np.float32
+        )
     stage_latent = 0.7 * z[:, 0] + rng.normal(size=n_patients)
     stage = np.digitize(stage_latent, [-0.8, 0.2, 1.2]) + 1
     sub = rng.choice(["", "A", "B"], n_patients)
@@ -86,7 +88,9 @@ def make_paired_benchmark(
     time = np.minimum(t_event, t_cens)
     event = (t_event <= t_cens).astype(float)
     horizon = 36.0
-    binary = np.where(event.astype(bool) & (time <= horizon), 1.0, np.where(time > horizon, 0.0, np.nan))
+    binary = np.where(
+        event.astype(bool) & (time <= horizon), 1.0, np.where(time > horizon, 0.0, np.nan)
+    )
     outcome = pd.DataFrame({"event": event, "time": time, "binary": binary}, index=ids)
     data = align_modalities(
         outcome,
@@ -98,7 +102,10 @@ def make_paired_benchmark(
         histology=bags,
         name="paired_benchmark",
     )
-    sets = {f"program_{k}": [g for g, p in zip(genes, program_of, strict=True) if p == k] for k in range(n_programs)}
+    sets = {
+        f"program_{k}": [g for g, p in zip(genes, program_of, strict=True) if p == k]
+        for k in range(n_programs)
+    }
     return PairedBenchmark(
         data, pd.DataFrame(z, index=ids, columns=list(sets)), loadings, sets, hazard
     )

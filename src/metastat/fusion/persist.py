@@ -41,20 +41,33 @@ def _tabular_state(m: TabularRiskModel, key: str, arrays: dict[str, np.ndarray])
         enc = {"type": "standard", "columns": m.encoder_.columns_}
     offset = float(getattr(m.learner_, "intercept_", getattr(m.learner_, "offset_", 0.0)))
     return {
-        "model": m.model, "task": m.task, "horizon": m.horizon, "seed": m.seed, "encoder": enc,
-        "offset": offset, "platt": m.platt_, "cox_slope": m.cox_slope_, "risk_cut": m.risk_cut_,
+        "model": m.model,
+        "task": m.task,
+        "horizon": m.horizon,
+        "seed": m.seed,
+        "encoder": enc,
+        "offset": offset,
+        "platt": m.platt_,
+        "cox_slope": m.cox_slope_,
+        "risk_cut": m.risk_cut_,
     }
 
 
 def _tabular(state: dict[str, Any], key: str, a: dict[str, np.ndarray]) -> TabularRiskModel:
-    m = TabularRiskModel(state["model"], task=state["task"], horizon=state["horizon"], seed=state["seed"])
+    m = TabularRiskModel(
+        state["model"], task=state["task"], horizon=state["horizon"], seed=state["seed"]
+    )
     enc = state["encoder"]
     if enc["type"] == "clinical":
         m.encoder_ = ClinicalEncoder.from_dict(enc)
         m.variables = m.encoder_.variables
     else:
         m.encoder_ = StandardEncoder()
-        m.encoder_.columns_, m.encoder_.mean_, m.encoder_.sd_ = enc["columns"], a[f"{key}.mean"], a[f"{key}.sd"]
+        m.encoder_.columns_, m.encoder_.mean_, m.encoder_.sd_ = (
+            enc["columns"],
+            a[f"{key}.mean"],
+            a[f"{key}.sd"],
+        )
     m.learner_ = LinearLearner(a[f"{key}.coef"], state["offset"])
     m.platt_ = tuple(state["platt"]) if state["platt"] else None
     m.cox_slope_ = state["cox_slope"]
@@ -84,8 +97,13 @@ def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | Non
         if st.kind == "survival":
             arrays[f"stack.{key}.base_times"] = st.base_times_
             arrays[f"stack.{key}.base_cumhaz"] = st.base_cumhaz_
-        stackers[key] = {"intercept": st.intercept_, "risk_cut": st.risk_cut_, "kind": st.kind,
-                         "horizon": st.horizon, "ridge": st.ridge}
+        stackers[key] = {
+            "intercept": st.intercept_,
+            "risk_cut": st.risk_cut_,
+            "kind": st.kind,
+            "horizon": st.horizon,
+            "ridge": st.ridge,
+        }
     tmp = out / f".{ARRAYS}.tmp"
     save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}, tmp)
     tmp.replace(out / ARRAYS)
@@ -105,18 +123,48 @@ def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | Non
     return out
 
 
+def save_fusion(model: Any, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+    """Save a late or neural fusion model."""
+    if isinstance(model, LateFusion):
+        return save_late(model, path, info=info)
+    from metastat.fusion.persist_neural import save_neural
+
+    return save_neural(model, path, info=info)
+
+
+def load_fusion(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """Load a late or neural fusion model directory; returns the model and its manifest."""
+    mf = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable metastat fusion model ({exc}).") from exc
+    if manifest.get("format") == FORMAT:
+        return load_late(path)
+    from metastat.fusion.persist_neural import FORMAT as NEURAL
+    from metastat.fusion.persist_neural import load_neural
+
+    if manifest.get("format") != NEURAL:
+        raise ModelError(f"{mf}: unsupported format {manifest.get('format')!r}.")
+    return load_neural(path, manifest), manifest
+
+
 def load_late(path: str | Path) -> tuple[LateFusion, dict[str, Any]]:
     """Load a late-fusion model directory; returns the model and its manifest."""
     path = Path(path)
     mf, arr = path / MANIFEST, path / ARRAYS
     if not mf.exists() or not arr.exists():
-        raise ModelError(f"{path}: not a metastat fusion model directory (needs {MANIFEST}, {ARRAYS}).")
+        raise ModelError(
+            f"{path}: not a metastat fusion model directory (needs {MANIFEST}, {ARRAYS})."
+        )
     try:
         manifest = json.loads(mf.read_text())
     except json.JSONDecodeError as exc:
         raise ModelError(f"{mf}: corrupt manifest ({exc}).") from exc
     if manifest.get("format") != FORMAT:
-        raise ModelError(f"{mf}: unsupported format {manifest.get('format')!r} (expected {FORMAT}).")
+        raise ModelError(
+            f"{mf}: unsupported format {manifest.get('format')!r} (expected {FORMAT})."
+        )
     if hashlib.sha256(arr.read_bytes()).hexdigest() != manifest.get("sha256"):
         raise ModelError(f"{arr}: checksum mismatch; the file is corrupt or was changed.")
     a = load_file(str(arr))
@@ -124,16 +172,26 @@ def load_late(path: str | Path) -> tuple[LateFusion, dict[str, Any]]:
     model.models_ = {}
     for mod, state in manifest["branches"].items():
         um = UnimodalModel(mod)
-        um.model_ = load_model(path / state["dir"])[0] if mod == "expression" else _tabular(state, mod, a)
+        um.model_ = (
+            load_model(path / state["dir"])[0] if mod == "expression" else _tabular(state, mod, a)
+        )
         model.models_[mod] = um
     model.center_, model.scale_ = manifest["center"], manifest["scale"]
     model.stackers_ = {}
     for key, s in manifest["stackers"].items():
         subset = tuple(key.split("+"))
         st = Stacker(subset, s["ridge"])
-        st.kind, st.horizon, st.intercept_, st.risk_cut_ = s["kind"], s["horizon"], s["intercept"], s["risk_cut"]
+        st.kind, st.horizon, st.intercept_, st.risk_cut_ = (
+            s["kind"],
+            s["horizon"],
+            s["intercept"],
+            s["risk_cut"],
+        )
         st.coef_ = a[f"stack.{key}.coef"]
         if st.kind == "survival":
-            st.base_times_, st.base_cumhaz_ = a[f"stack.{key}.base_times"], a[f"stack.{key}.base_cumhaz"]
+            st.base_times_, st.base_cumhaz_ = (
+                a[f"stack.{key}.base_times"],
+                a[f"stack.{key}.base_cumhaz"],
+            )
         model.stackers_[subset] = st
     return model, manifest

@@ -41,7 +41,7 @@ class StandardEncoder:
 
 
 class TabularRiskModel(RiskModel):
-    """A table encoder (clinical or standard) + a linear head with :class:`RiskModel` calibration."""
+    """A table encoder (clinical or standard) + linear head, with :class:`RiskModel` calibration."""
 
     def __init__(
         self,
@@ -62,7 +62,10 @@ class TabularRiskModel(RiskModel):
         self.encoder_ = ClinicalEncoder(self.variables) if self.variables else StandardEncoder()
         z = self.encoder_.fit_transform(x)
         self.learner_ = build_learner(
-            self.model, seed=self.seed, signatures=(), survival=has_time and self.model != "logistic"
+            self.model,
+            seed=self.seed,
+            signatures=(),
+            survival=has_time and self.model != "logistic",
         )
         self.learner_.fit(z.to_numpy(), y, groups)
         train_risk = self._risk(z)
@@ -103,8 +106,14 @@ def modality_input(data: MultimodalSet, modality: str) -> pd.DataFrame:
 class UnimodalModel:
     """One modality -> calibrated risk; patients lacking the modality get the median risk."""
 
-    def __init__(self, modality: str, *, learner: str | None = None, seed: int = 0,
-                 n_genes: int | None = 2000) -> None:
+    def __init__(
+        self,
+        modality: str,
+        *,
+        learner: str | None = None,
+        seed: int = 0,
+        n_genes: int | None = 2000,
+    ) -> None:
         self.modality = modality
         self.learner = learner
         self.seed = seed
@@ -127,7 +136,9 @@ class UnimodalModel:
             )
         x = modality_input(data, self.modality)[has]
         self.model_.fit(x, data.target[has], data.ids[has])
-        self.oof_ = pd.Series(np.asarray(self.model_.learner_.oof_risk_, float), index=data.ids[has])
+        self.oof_ = pd.Series(
+            np.asarray(self.model_.learner_.oof_risk_, float), index=data.ids[has]
+        )
         return self
 
     def raw_risk(self, data: MultimodalSet) -> pd.Series:
@@ -138,7 +149,9 @@ class UnimodalModel:
             out[has] = self.model_.predict(modality_input(data, self.modality)[has])
         return out
 
-    def predict_frame(self, data: MultimodalSet, surv_times: np.ndarray | None = None) -> pd.DataFrame:
+    def predict_frame(
+        self, data: MultimodalSet, surv_times: np.ndarray | None = None
+    ) -> pd.DataFrame:
         risk = self.raw_risk(data)
         used = risk.notna().to_numpy()
         r = risk.fillna(self.model_.risk_cut_).to_numpy()

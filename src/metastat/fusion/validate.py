@@ -123,7 +123,9 @@ def _surv_times(data: MultimodalSet) -> np.ndarray | None:
     return np.quantile(t[~np.isnan(t)], np.linspace(0.1, 0.8, 8))
 
 
-def _rows(pred: pd.DataFrame, data: MultimodalSet, model: str, repeat: int, fold: int) -> pd.DataFrame:
+def _rows(
+    pred: pd.DataFrame, data: MultimodalSet, model: str, repeat: int, fold: int
+) -> pd.DataFrame:
     out = pred.reset_index(drop=True)
     out.insert(0, "sample_id", data.ids)
     out.insert(1, "patient_id", data.ids)
@@ -145,20 +147,23 @@ def side_by_side(
     seed: int = 0,
     n_boot: int = 1000,
     drop: tuple[str, ...] = (),
-    generator: str | None = None,
+    generators: tuple[str, ...] = (),
     baseline: str | None = None,
     model_kw: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> FusionResult:
     """Cross-validate ``models`` on the same splits; scenarios score fused models with each
-    modality of ``drop`` removed at prediction time, and with expression generated from histology
-    by ``generator`` ('ridge' or 'cvae'). ``baseline`` adds paired deltas of every model vs it."""
+    modality of ``drop`` removed at prediction time (``model[-m]``), and with expression generated
+    from histology by each of ``generators`` ('ridge', 'cvae'; ``model[generated-ridge]``), the
+    generator fitted on the training fold. ``baseline`` adds paired deltas of every model vs it."""
     models = models or default_models(data)
     for m in models:
         if m not in FUSION_MODELS:
             build_model(m)  # raises with the list of names
-    if generator is not None and not {"expression", "histology"} <= set(data.modalities):
-        raise InputError("generated expression needs training patients with expression and histology.")
+    if generators and not {"expression", "histology"} <= set(data.modalities):
+        raise InputError(
+            "generated expression needs training patients with expression and histology."
+        )
     splits = patient_kfold(data.ids, data.labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
     surv_times = _surv_times(data)
     rows = []
@@ -166,19 +171,22 @@ def side_by_side(
     for split in tqdm(splits, desc=f"fusion CV {data.name}", disable=not progress):
         train, test = data.subset(split.train), data.subset(split.test)
         scenarios: dict[str, MultimodalSet] = {f"-{m}": test.without(m) for m in drop}
-        if generator is not None:
+        for g in generators:
             from metastat.fusion.generate import fill_expression, make_generator
 
-            gen = make_generator(generator, seed=seed).fit_set(train)
-            scenarios["generated"] = fill_expression(test.without("expression"), gen)
+            gen = make_generator(g, seed=seed).fit_set(train)
+            scenarios[f"generated-{g}"] = fill_expression(test.without("expression"), gen)
         for name in models:
-            est = build_model(name, seed=seed, **(model_kw or {}) if name not in UNIMODAL + ("late",) else {})
+            kw = (model_kw or {}) if name not in (*UNIMODAL, "late") else {}
+            est = build_model(name, seed=seed, **kw)
             est.fit(train)
-            rows.append(_rows(est.predict_frame(test, surv_times), test, name, split.repeat, split.fold))
+            rows.append(
+                _rows(est.predict_frame(test, surv_times), test, name, split.repeat, split.fold)
+            )
             if name in UNIMODAL and name != "expression":
                 continue
             for tag, scen in scenarios.items():
-                if name in UNIMODAL and tag != "generated":
+                if name in UNIMODAL and not tag.startswith("generated"):
                     continue
                 pred = est.predict_frame(scen, surv_times)
                 rows.append(_rows(pred, scen, f"{name}[{tag}]", split.repeat, split.fold))
@@ -187,15 +195,23 @@ def side_by_side(
     metrics, deltas = {}, {}
     for name in tqdm(predictions["model"].unique(), desc="bootstrap", disable=not progress):
         sub = predictions[predictions["model"] == name]
-        metrics[name] = summarise(sub, horizon=data.horizon, surv_times=surv_times, n_boot=n_boot, seed=seed)
+        metrics[name] = summarise(
+            sub, horizon=data.horizon, surv_times=surv_times, n_boot=n_boot, seed=seed
+        )
     if baseline is not None:
         key = primary_metric(data)
         for name in metrics:
             if name == baseline:
                 continue
             pair = predictions[predictions["model"].isin([name, baseline])]
-            cmp = compare(pair, primary=name, baseline=baseline, horizon=data.horizon,
-                          n_boot=n_boot, seed=seed)
+            cmp = compare(
+                pair,
+                primary=name,
+                baseline=baseline,
+                horizon=data.horizon,
+                n_boot=n_boot,
+                seed=seed,
+            )
             deltas[name] = {f"delta_{key}_vs_{baseline}": cmp[f"delta_{key}"]}
     meta = {
         "cohort": data.name,
@@ -205,7 +221,7 @@ def side_by_side(
         "present": data.present.sum().astype(int).to_dict(),
         "models": models,
         "drop": list(drop),
-        "generator": generator,
+        "generators": list(generators),
         "n_splits": n_splits,
         "n_repeats": n_repeats,
         "seed": seed,
