@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from metastat.serve import ServeSettings, create_app
-from metastat.serve.demo import EXPRESSION_NAME, MIL_NAME, RUN_NAME, build_demo
+from metastat.serve.demo import EXPRESSION_NAME, MIL_NAME, RUN_NAME, build_demo, shared_demo_dir
 from metastat.slides.pipeline import ProcessConfig
 from metastat.slides.synthetic import write_synthetic_slide
 
@@ -31,7 +31,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> ServeSettings:
     roots = base / "slides"
     write_synthetic_slide(roots / "blank.tiff", size_px0=(1024, 1024), tissue_fraction=0, levels=1)
     return ServeSettings(
-        models_dir=build_demo(base / "models"),
+        models_dir=build_demo(shared_demo_dir(tmp_path_factory.getbasetemp())),
         data_dir=base / "data",
         slide_roots=(roots,),
         slide_process=ProcessConfig(qc=False, encoder_input_px=64, torch_threads=2),
@@ -45,7 +45,7 @@ def client(settings: ServeSettings) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="module")
-def profiles() -> "object":
+def profiles() -> object:
     from metastat.data.cohort import expression_frame
     from metastat.data.genes import collapse_genes
     from metastat.data.registry import load_dataset
@@ -95,7 +95,9 @@ def test_score_csv_json_and_text_agree(client: TestClient, profiles) -> None:
 
 def test_missing_genes_are_reported(client: TestClient, profiles) -> None:
     few = profiles.iloc[:1, :-20]
-    r = client.post(SCORE, json={"profiles": [{"sample_id": "x", "expression": few.iloc[0].to_dict()}]})
+    r = client.post(
+        SCORE, json={"profiles": [{"sample_id": "x", "expression": few.iloc[0].to_dict()}]}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["genes_imputed"] == 20 and len(r.json()["missing_genes"]) == 20
 

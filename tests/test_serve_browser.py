@@ -22,7 +22,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 from metastat.serve import ServeSettings, create_app  # noqa: E402
-from metastat.serve.demo import build_demo, running_server  # noqa: E402
+from metastat.serve.demo import build_demo, running_server, shared_demo_dir  # noqa: E402
 from metastat.slides.pipeline import ProcessConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def _keep(page: object, name: str) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("portal")
-    models = build_demo(base / "models")
+    models = build_demo(shared_demo_dir(tmp_path_factory.getbasetemp()))
     settings = ServeSettings(
         models_dir=models,
         data_dir=base / "data",
@@ -141,7 +141,8 @@ def test_results_page_shows_report_plots(page: object) -> None:
     pg.wait_for_selector("#run-metrics", timeout=60_000)
     pg.wait_for_function(
         "() => [...document.querySelectorAll('#run-figures img')].length >= 3 && "
-        "[...document.querySelectorAll('#run-figures img')].every(i => i.complete && i.naturalWidth)",
+        "[...document.querySelectorAll('#run-figures img')]"
+        ".every(i => i.complete && i.naturalWidth)",
         timeout=60_000,
     )
     _keep(pg, "results_page.png")

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from metastat.errors import InputError  # noqa: E402
-from metastat.serve import ServeSettings, create_app  # noqa: E402
-from metastat.serve.demo import EXPRESSION_NAME, build_expression_model, free_port  # noqa: E402
+from metastat.errors import InputError
+from metastat.serve import ServeSettings, create_app
+from metastat.serve.demo import EXPRESSION_NAME, build_expression_model, free_port
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -181,7 +181,11 @@ def test_wrong_body_content_type_is_415(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("data", "name", "fragment"),
     [(b"", "p.csv", "empty"), (b"sample,TP53\nS1,abc\n", "p.csv", "non-numeric"),
-     (b"sample,TP53\nS1,1\nS1,2\n", "p.csv", "duplicate"), (b"{not json", "p.json", "malformed JSON"),
+     (b"sample,TP53\nS1,1\nS1,2\n", "p.csv", "duplicate"),
+     (b"{not json", "p.json", "malformed JSON"),
+     (b'{"profiles": [{"sample_id": "a", "expression": {"TP53": "high"}}]}', "p.json",
+      "non-numeric value 'high' for gene 'TP53'"),
+     (b'{"TP53": "inf"}', "p.json", "infinite value"),
      (b'{"profiles": []}', "p.json", "non-empty"), (b"[1, 2]", "p.json", "JSON must be"),
      (b"sample,NOTAGENE\nS1,1\n", "p.csv", "none of the model's genes")],
 )  # fmt: skip
