@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--models", type=Path, help="models dir (default: build the demo model)")
     ap.add_argument("--out", type=Path, help="also write the report here")
     args = ap.parse_args()
+    load0 = " ".join(f"{v:.1f}" for v in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="metastat-load-") as tmp:
         models = args.models or build_demo(Path(tmp) / "models", run=False, mil=False)
         port = free_port()
@@ -102,7 +103,8 @@ def main() -> None:
     lines = [
         f"metastat portal load test ({time.strftime('%Y-%m-%d %H:%M:%S %Z')})",
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}; server: 1 uvicorn process on 127.0.0.1",
+        f"Python {platform.python_version()}; load average before/after: {load0} / "
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}; server: 1 uvicorn process",
         f"request: POST /api/models/{EXPRESSION_NAME}/score, 1 JSON profile, bearer token",
         f"requests: {args.requests}  concurrency: {args.concurrency}  wall: {wall:.2f} s  "
         f"throughput: {args.requests / wall:.1f} req/s",

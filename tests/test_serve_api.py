@@ -34,7 +34,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> ServeSettings:
         models_dir=build_demo(shared_demo_dir(tmp_path_factory.getbasetemp())),
         data_dir=base / "data",
         slide_roots=(roots,),
-        slide_process=ProcessConfig(qc=False, encoder_input_px=64, torch_threads=2),
+        slide_process=ProcessConfig(qc=False, encoder_input_px=64, torch_threads=1),
     )
 
 

@@ -108,12 +108,14 @@ def test_non_loopback_bind_without_token_is_refused(models: Path, tmp_path: Path
         ServeSettings(models_dir=models, host="0.0.0.0").check_exposure()
     ServeSettings(models_dir=models, host="0.0.0.0", token="t").check_exposure()
     ServeSettings(models_dir=models, host="::1").check_exposure()
-    env = {k: v for k, v in os.environ.items() if k != "METASTAT_TOKEN"}
-    env["PYTHONPATH"] = str(ROOT / "src")
-    cmd = [sys.executable, "-m", "metastat.cli.main", "serve", "--models", str(models),
-           "--host", "0.0.0.0", "--port", str(free_port())]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-    assert r.returncode == 2 and "refusing to bind" in r.stderr and "--token" in r.stderr
+    from typer.testing import CliRunner
+
+    from metastat.cli.main import app
+
+    args = ["serve", "--models", str(models), "--host", "0.0.0.0", "--port", str(free_port())]
+    r = CliRunner().invoke(app, args, env={"METASTAT_TOKEN": ""})
+    assert isinstance(r.exception, InputError)
+    assert "refusing to bind" in str(r.exception) and "--token" in str(r.exception)
 
 
 def test_cli_serves_exactly_as_documented(models: Path, tmp_path: Path) -> None:
