@@ -105,10 +105,20 @@ def test_missing_genes_are_reported(client: TestClient, profiles) -> None:
 def test_training_km_by_risk_group(client: TestClient) -> None:
     km = client.get(f"/api/models/{EXPRESSION_NAME}/km").json()
     assert km["available"] and km["cohort"] == "gastric_acrg" and km["time_unit"] == "months"
+    assert km["source"] == f"run {RUN_NAME}" and "cross-validated" in km["note"]
     lo, hi = km["groups"]["low"], km["groups"]["high"]
     assert lo["n"] + hi["n"] == 300
-    assert lo["survival"][-1] > hi["survival"][-1]  # in-sample: low risk does better
-    assert all(np.diff(hi["survival"]) <= 0)
+    assert all(np.diff(hi["survival"]) <= 0) and all(np.diff(lo["survival"]) <= 0)
+
+
+def test_in_sample_km_without_a_run_says_so(client: TestClient) -> None:
+    from metastat.serve.cohort_km import training_km
+
+    entry = client.app.state.portal.registry.get(EXPRESSION_NAME)  # type: ignore[attr-defined]
+    km = training_km(entry.model, entry.manifest, {})
+    assert km["available"] and km["source"] == "in-sample" and "overstates" in km["note"]
+    lo, hi = km["groups"]["low"], km["groups"]["high"]
+    assert lo["n"] + hi["n"] == 300 and lo["survival"][-1] > hi["survival"][-1]
 
 
 def test_runs_figures_and_report(client: TestClient) -> None:
