@@ -112,7 +112,8 @@ def main() -> None:
         encoder_version=np.array(enc.spec.version),
     )
     print(
-        f"tumour {f_t.shape}, background {f_b.shape} ({dict(zip(names, np.bincount(source), strict=True))})"
+        f"tumour {f_t.shape}, background {f_b.shape} "
+        f"({dict(zip(names, np.bincount(source), strict=True))})"
         f"; embedded in {dt:.1f} s on CPU -> {out} ({out.stat().st_size / 1e6:.1f} MB)"
     )
 

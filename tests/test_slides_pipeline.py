@@ -113,6 +113,7 @@ def test_cohort_records_bad_slides_and_goes_on(
     saved = json.loads((out / "run_summary.json").read_text())
     assert saved["failed"] == 3 and saved["tiles"] == summary.tiles > 0
     assert sorted(p.stem for p in list_bags(out / "features")) == ["s0", "s1"]
+    assert list_bags(out) == list_bags(out / "features")  # the run folder works too
     assert (out / "qc" / "s0.png").is_file() and (out / "qc" / "blank.png").is_file()
     # the µm/px fallback rescues the slide without metadata
     again = run_cohort(discover_slides(d, mpp_fallback=0.5), out, config, workers=0, progress=False)

@@ -47,10 +47,31 @@ def test_backends_agree_on_synthetic_pyramid(synth: Path, backend: str) -> None:
         assert s.best_level_for_downsample(0.5) == 0
 
 
+def test_read_at_physical_resolution(synth: Path) -> None:
+    with open_slide(synth) as s:  # 0.25 µm/px, levels at 0.5 and 1.0 µm/px
+        assert s.level_for_mpp(0.5) == (1, 2.0)
+        np.testing.assert_array_equal(
+            s.read_at_mpp((512, 256), (64, 32), 0.5), s.read((512, 256), (64, 32), level=1)
+        )
+        coarse = s.read_at_mpp((512, 256), (50, 40), 1.6)  # between levels: read + resize
+        assert coarse.shape == (40, 50, 3) and s.level_for_mpp(1.6)[0] == 2
+
+
 def test_backends_return_same_pixels(synth: Path) -> None:
     with open_slide(synth, backend="openslide") as a, open_slide(synth, backend="tiffslide") as b:
         ra, rb = a.read((300, 200), (128, 96), 1), b.read((300, 200), (128, 96), 1)
     assert np.abs(ra.astype(int) - rb.astype(int)).mean() < 3  # same JPEG data, decoders differ
+
+
+@pytest.mark.parametrize("backend", ["openslide", "tiffslide"])
+def test_reads_past_the_edge_are_white(synth: Path, backend: str) -> None:
+    with open_slide(synth, backend=backend) as s:
+        t = s.read((2048 - 100, 1536 - 50), (200, 100))  # 100x50 px inside, rest outside
+        inside = s.read((2048 - 100, 1536 - 50), (100, 50))
+        outside = s.read((5000, 5000), (64, 64), level=1)
+    assert np.all(t[50:, :] == 255) and np.all(t[:, 100:] == 255)
+    np.testing.assert_array_equal(t[:50, :100], inside)
+    assert np.all(outside == 255)
 
 
 def test_missing_mpp_error_says_how_to_fix(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def test_roundtrip_own_format(tmp_path: Path) -> None:
         assert h5["features"].dtype == np.float16
         assert h5.attrs["metastat_version"]
     assert list_bags(tmp_path) == [p]
+    assert p.stat().st_mode & 0o044  # readable by group/others as the umask allows
 
 
 def test_unmarked_or_modified_file_is_not_complete(tmp_path: Path) -> None:

@@ -39,6 +39,9 @@ def process(
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
     read_threads: Annotated[int, typer.Option(help="Tile-reading threads per slide.")] = 2,
     workers: Annotated[int, typer.Option(help="Worker processes (0: in this process).")] = 1,
+    torch_threads: Annotated[
+        int | None, typer.Option(help="Encoder threads per worker (fix it for bitwise reruns).")
+    ] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786.")
     ] = None,
@@ -79,6 +82,7 @@ def process(
             device=device,
             batch_size=batch_size,
             read_threads=read_threads,
+            torch_threads=torch_threads,
             max_unreadable_fraction=max_unreadable_fraction,
             qc=qc,
         )

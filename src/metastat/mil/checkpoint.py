@@ -17,8 +17,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from metastat import __version__
+from metastat.atomic import atomic_write
 from metastat.errors import ModelError
-from metastat.expression.validate import atomic_write
 from metastat.mil.infer import Head
 from metastat.mil.models import ModelSpec, build_model
 
@@ -45,16 +45,26 @@ class Checkpoint:
             raise ModelError(
                 f"slide '{slide_id}'{at} has {dim}-d features but checkpoint '{self.path}' expects "
                 f"{self.spec.in_dim}-d ({self.encoder or 'unknown encoder'}): extract features "
-                "with the same encoder as the training bags")
+                "with the same encoder as the training bags"
+            )
         if encoder and self.encoder and encoder != self.encoder:
             raise ModelError(
                 f"slide '{slide_id}'{at} was embedded with encoder '{encoder}' but checkpoint "
                 f"'{self.path}' was trained on '{self.encoder}' features: re-extract the features "
-                f"with '{self.encoder}' or use a model trained on '{encoder}'")
+                f"with '{self.encoder}' or use a model trained on '{encoder}'"
+            )
 
 
-def save_checkpoint(out_dir: str | Path, *, name: str, model: nn.Module, spec: ModelSpec,
-                    head: Head, encoder: str | None, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    out_dir: str | Path,
+    *,
+    name: str,
+    model: nn.Module,
+    spec: ModelSpec,
+    head: Head,
+    encoder: str | None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``model.safetensors`` and ``mil.json`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,9 +72,17 @@ def save_checkpoint(out_dir: str | Path, *, name: str, model: nn.Module, spec: M
     tmp = out / f".{WEIGHTS}.tmp"
     save_file(state, str(tmp), metadata={"format": FORMAT, "model": name})
     tmp.replace(out / WEIGHTS)
-    meta = {"format": FORMAT, "model": name, "spec": asdict(spec), "head": head.to_dict(),
-            "encoder": encoder, "metastat": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), **(extra or {})}
+    meta = {
+        "format": FORMAT,
+        "model": name,
+        "spec": asdict(spec),
+        "head": head.to_dict(),
+        "encoder": encoder,
+        "metastat": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        **(extra or {}),
+    }
     atomic_write(out / META, json.dumps(meta, indent=2, default=str))
     return out
 
@@ -76,14 +94,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelError(f"'{folder}' is not a metastat MIL checkpoint (cannot read {META}: "
-                         f"{exc}); pass the folder written by 'metastat mil train'") from exc
+        raise ModelError(
+            f"'{folder}' is not a metastat MIL checkpoint (cannot read {META}: "
+            f"{exc}); pass the folder written by 'metastat mil train'"
+        ) from exc
     if meta.get("format") != FORMAT:
         raise ModelError(f"'{folder / META}' has format {meta.get('format')!r}, expected {FORMAT}")
     spec = ModelSpec(**meta["spec"])
     h = meta["head"]
-    head = Head(h["task"], h["classes"], h["survival_loss"], h["edges"], h["horizon"],
-                h.get("calibration") or {})
+    head = Head(
+        h["task"],
+        h["classes"],
+        h["survival_loss"],
+        h["edges"],
+        h["horizon"],
+        h.get("calibration") or {},
+    )
     model = build_model(meta["model"], spec)
     try:
         state = load_file(str(folder / WEIGHTS))

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from scipy.stats import rankdata
 
-from metastat.expression.validate import atomic_write
+from metastat.atomic import atomic_write
 from metastat.mil.bags import check_features, collate
 from metastat.mil.checkpoint import Checkpoint
 
@@ -32,12 +32,14 @@ def target_index(ckpt: Checkpoint) -> int:
     return ckpt.head.n_out - 1 if ckpt.head.task != "survival" else 0
 
 
-def tile_scores(ckpt: Checkpoint, features: np.ndarray, method: Method = "attention",
-                target: int | None = None) -> np.ndarray:
+def tile_scores(
+    ckpt: Checkpoint, features: np.ndarray, method: Method = "attention", target: int | None = None
+) -> np.ndarray:
     """One score per tile: the model's attention, or attention x d(target logit)/d(attention).
 
     Pooling baselines without attention weights use uniform (mean) or tile-logit (max) scores;
-    for them ``attention_x_grad`` falls back to input x gradient summed over features.
+    for them and for TransMIL (whose head-averaged attention is not on the gradient path)
+    ``attention_x_grad`` falls back to input x gradient summed over features.
     """
     model, k = ckpt.model.eval(), target_index(ckpt) if target is None else target
     x, mask = collate([features])
@@ -49,15 +51,14 @@ def tile_scores(ckpt: Checkpoint, features: np.ndarray, method: Method = "attent
     with torch.enable_grad():
         out = model(x, mask)
         att = out.attention
-        if att.requires_grad and ckpt.name not in {"mean", "max"}:
+        if att.requires_grad:
             att.retain_grad()
-            out.logits[0, k].backward()
-            assert att.grad is not None
-            score = _branch(att * att.grad, k)[0]
-        else:
-            out.logits[0, k].backward()
-            assert x.grad is not None
-            score = (x * x.grad).sum(-1)[0]
+        out.logits[0, k].backward()
+    if ckpt.name not in {"mean", "max"} and att.grad is not None:
+        score = _branch(att * att.grad, k)[0]
+    else:  # no differentiable attention (pooling baselines, TransMIL): input x gradient
+        assert x.grad is not None
+        score = (x * x.grad).sum(-1)[0]
     return score.detach().numpy().astype(np.float64)
 
 
@@ -79,8 +80,13 @@ def canvas_coords(coords: np.ndarray, tile: int) -> np.ndarray:
     return np.stack([i % side, i // side], axis=1).astype(np.int64) * tile
 
 
-def rasterise(coords: np.ndarray, tile: int, values: np.ndarray, size_px0: tuple[int, int],
-              out_hw: tuple[int, int]) -> np.ndarray:
+def rasterise(
+    coords: np.ndarray,
+    tile: int,
+    values: np.ndarray,
+    size_px0: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
     """Average tile values onto an (h, w) grid covering ``size_px0``; NaN where no tile."""
     h, w = out_hw
     sx, sy = w / size_px0[0], h / size_px0[1]
@@ -96,8 +102,14 @@ def rasterise(coords: np.ndarray, tile: int, values: np.ndarray, size_px0: tuple
         return np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
 
 
-def render_png(path: Path, grid: np.ndarray, background: np.ndarray | None, title: str,
-               label: str, alpha: float = 0.5) -> None:
+def render_png(
+    path: Path,
+    grid: np.ndarray,
+    background: np.ndarray | None,
+    title: str,
+    label: str,
+    alpha: float = 0.5,
+) -> None:
     """Overlay ``grid`` (values in [0, 1], NaN = no tile) on ``background`` with a colour bar."""
     import matplotlib
 
@@ -111,8 +123,10 @@ def render_png(path: Path, grid: np.ndarray, background: np.ndarray | None, titl
         ax.imshow(background)
     else:
         ax.imshow(np.full((h, w, 3), 255, np.uint8))
-    im = ax.imshow(np.ma.masked_invalid(grid), cmap="jet", vmin=0, vmax=1, alpha=alpha,
-                   interpolation="nearest")
+        alpha = 1.0
+    im = ax.imshow(
+        np.ma.masked_invalid(grid), cmap="jet", vmin=0, vmax=1, alpha=alpha, interpolation="nearest"
+    )
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label=label)
@@ -121,8 +135,9 @@ def render_png(path: Path, grid: np.ndarray, background: np.ndarray | None, titl
     plt.close(fig)
 
 
-def geojson(coords: np.ndarray, tile: int, scores: np.ndarray, pct: np.ndarray,
-            slide_id: str) -> dict[str, Any]:
+def geojson(
+    coords: np.ndarray, tile: int, scores: np.ndarray, pct: np.ndarray, slide_id: str
+) -> dict[str, Any]:
     """QuPath-readable FeatureCollection: one detection polygon per tile (level-0 px)."""
     feats = []
     order = np.argsort(-scores)
@@ -130,15 +145,19 @@ def geojson(coords: np.ndarray, tile: int, scores: np.ndarray, pct: np.ndarray,
     rank[order] = np.arange(1, len(scores) + 1)
     for (x, y), s, p, r in zip(coords.tolist(), scores, pct, rank, strict=True):
         ring = [[x, y], [x + tile, y], [x + tile, y + tile], [x, y + tile], [x, y]]
-        feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                      "properties": {"objectType": "detection", "name": f"rank {r}",
-                                     "classification": {"name": "MIL attention",
-                                                        "color": [255, 64, 0]},
-                                     "measurements": {"score": float(s),
-                                                      "percentile": float(p),
-                                                      "rank": int(r)}}})
-    return {"type": "FeatureCollection", "features": feats,
-            "properties": {"slide_id": slide_id}}
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "objectType": "detection",
+                    "name": f"rank {r}",
+                    "classification": {"name": "MIL attention", "color": [255, 64, 0]},
+                    "measurements": {"score": float(s), "percentile": float(p), "rank": int(r)},
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": feats, "properties": {"slide_id": slide_id}}
 
 
 @dataclass
@@ -154,10 +173,20 @@ class HeatmapResult:
     prob: float = float("nan")
 
 
-def slide_heatmap(ckpt: Checkpoint, *, slide_id: str, features: np.ndarray, coords: np.ndarray,
-                  tile_size_px0: int | None, out_dir: str | Path, slide_path: str | Path | None
-                  = None, method: Method = "attention", k: int = 8, encoder: str | None = None,
-                  where: str = "") -> HeatmapResult:
+def slide_heatmap(
+    ckpt: Checkpoint,
+    *,
+    slide_id: str,
+    features: np.ndarray,
+    coords: np.ndarray,
+    tile_size_px0: int | None,
+    out_dir: str | Path,
+    slide_path: str | Path | None = None,
+    method: Method = "attention",
+    k: int = 8,
+    encoder: str | None = None,
+    where: str = "",
+) -> HeatmapResult:
     """Score every tile of one slide and write PNG, GeoJSON, tile table and top/bottom crops."""
     from metastat.mil.infer import outputs, predict_logits
 
@@ -175,7 +204,7 @@ def slide_heatmap(ckpt: Checkpoint, *, slide_id: str, features: np.ndarray, coor
     if slide_path is not None:
         from metastat.slides import open_slide
 
-        reader = open_slide(slide_path, mpp_override=1.0)  # µm/px is irrelevant for drawing
+        reader = open_slide(slide_path)  # drawing and crops need no µm/px
         size0 = reader.dimensions_px0
         thumb = reader.thumbnail(1600)
         hw = thumb.shape[:2]
@@ -186,19 +215,28 @@ def slide_heatmap(ckpt: Checkpoint, *, slide_id: str, features: np.ndarray, coor
     grid = rasterise(xy, tile, pct, size0, hw)
     stem = out / slide_id
     label = "attention percentile" if method == "attention" else "attention x gradient pct."
-    title = (f"{slide_id}: {ckpt.name} {method}, p={prob:.2f}"
-             + ("" if reader is not None else " (coordinate canvas, no slide image)"))
+    title = f"{slide_id}: {ckpt.name} {method}, p={prob:.2f}" + (
+        "" if reader is not None else " (coordinate canvas, no slide image)"
+    )
     png = stem.with_name(f"{slide_id}_heatmap.png")
     render_png(png, grid, thumb, title, label)
     gj = stem.with_name(f"{slide_id}_tiles.geojson")
     atomic_write(gj, json.dumps(geojson(xy, tile, scores, pct, slide_id)))
-    table = pd.DataFrame({"tile": np.arange(len(scores)), "x_px0": xy[:, 0], "y_px0": xy[:, 1],
-                          "score": scores, "percentile": pct})
+    table = pd.DataFrame(
+        {
+            "tile": np.arange(len(scores)),
+            "x_px0": xy[:, 0],
+            "y_px0": xy[:, 1],
+            "score": scores,
+            "percentile": pct,
+        }
+    )
     table["rank"] = table["score"].rank(ascending=False, method="first").astype(int)
     order = np.argsort(-scores)
     kk = min(k, len(scores) // 2)
     picks = [("top", r + 1, int(i)) for r, i in enumerate(order[:kk])] + [
-        ("bottom", r + 1, int(i)) for r, i in enumerate(order[::-1][:kk])]
+        ("bottom", r + 1, int(i)) for r, i in enumerate(order[::-1][:kk])
+    ]
     crops = []
     table["crop"] = ""
     if reader is not None:

@@ -73,11 +73,17 @@ def fit_calibration(
     time_train: np.ndarray | None,
     event_train: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Platt scaling on the validation bags (binary), Breslow baseline hazard (Cox)."""
+    """Platt scaling on the validation bags (binary), Breslow baseline hazard (Cox).
+
+    Platt's smoothed targets ((n+ + 1) / (n+ + 2), 1 / (n- + 2)) keep the fit finite when the
+    validation bags are perfectly separated, which small validation splits often are.
+    """
     if head.task == "binary" and label_val is not None:
         y = np.asarray(label_val, dtype=float)
         if len(y) >= 8 and 0 < y.sum() < len(y):
-            beta = logistic_fit(_score(logits_val, head), y, np.zeros(len(y)), slope=True)
+            n_pos, n_neg = y.sum(), len(y) - y.sum()
+            soft = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+            beta = logistic_fit(_score(logits_val, head), soft, np.zeros(len(y)), slope=True)
             if np.all(np.isfinite(beta)) and beta[1] > 0:
                 return {"method": "platt", "intercept": float(beta[0]), "slope": float(beta[1])}
     if head.task == "survival" and head.survival_loss == "cox" and time_train is not None:

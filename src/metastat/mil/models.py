@@ -9,7 +9,6 @@ Every model returns :class:`MILOutput` with per-tile scores for heatmaps.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -143,13 +142,15 @@ class CLAM(nn.Module):
     ) -> MILOutput:
         h = self.embed(x)
         a = masked_softmax(self.attn(h), mask.unsqueeze(1))  # (B, branches, N)
-        pooled = torch.einsum("bkn,bnd->bkd", a, h)
         if self.multi:
+            pooled = torch.einsum("bkn,bnd->bkd", a, h)
             logits = torch.cat([hd(pooled[:, i]) for i, hd in enumerate(self.heads)], dim=1)
+            attention = a
         else:
-            logits = self.head(pooled[:, 0])
+            attention = a[:, 0]  # pooled through this tensor, so its gradient is defined
+            logits = self.head(torch.einsum("bn,bnd->bd", attention, h))
         inst = self._instance_loss(h, a, mask, y) if y is not None and self.training else None
-        return MILOutput(logits, a if self.multi else a[:, 0], inst)
+        return MILOutput(logits, attention, inst)
 
     def _instance_loss(
         self, h: torch.Tensor, a: torch.Tensor, mask: torch.Tensor, y: torch.Tensor
@@ -193,12 +194,14 @@ class _Block(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)  # no attention dropout
 
-    def forward(self, t: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q = self.norm(t)
+    def forward(
+        self, t: torch.Tensor, pad: torch.Tensor, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q = self.norm(t)  # without weights, PyTorch uses its fused attention kernel
         out, w = self.attn(
-            q, q, q, key_padding_mask=pad, need_weights=True, average_attn_weights=True
+            q, q, q, key_padding_mask=pad, need_weights=need_weights, average_attn_weights=True
         )
         return t + out, w
 
@@ -223,21 +226,34 @@ class TransMIL(nn.Module):
     ) -> MILOutput:
         h = self.embed(x) * mask.unsqueeze(-1)
         b, n, d = h.shape
-        side = max(1, math.ceil(math.sqrt(n)))
-        pad_n = side * side - n
-        h = F.pad(h, (0, 0, 0, pad_n))
-        valid = F.pad(mask, (0, pad_n), value=False)
-        t = torch.cat([self.cls.expand(b, 1, d), h], dim=1)
+        # each bag on its own square (side from its own size) in the top-left of a shared grid,
+        # so padding a bag in a batch never changes its position encoding
+        n_b = mask.sum(1)
+        side_b = torch.ceil(torch.sqrt(n_b.float())).long().clamp(min=1)
+        side = int(side_b.max())
+        j = torch.arange(n, device=x.device).unsqueeze(0)
+        pos = (j // side_b.unsqueeze(1)) * side + j % side_b.unsqueeze(1)
+        pos = torch.where(mask, pos, side * side)  # padded tiles -> a dropped extra slot
+        grid = h.new_zeros(b, side * side + 1, d).scatter(1, pos.unsqueeze(-1).expand(-1, -1, d), h)
+        valid = mask.new_zeros(b, side * side + 1).scatter(1, pos, mask)
+        grid, valid = grid[:, :-1], valid[:, :-1]
+        t = torch.cat([self.cls.expand(b, 1, d), grid], dim=1)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=mask.device), ~valid], 1)
         w = None
-        for i, block in enumerate(self.blocks):
-            t, w = block(t, pad)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):  # attention maps only at inference
+            t, w = block(t, pad, need_weights=not self.training and i == last)
             if i == 0:
-                body = self.ppeg(t[:, 1:], side) * valid.unsqueeze(-1)
+                keep = valid.unsqueeze(-1)
+                body = self.ppeg(t[:, 1:] * keep, side) * keep
                 t = torch.cat([t[:, :1], body], dim=1)
-        assert w is not None
-        attention = w[:, 0, 1 : n + 1]  # class token -> tiles, last layer, head average
-        return MILOutput(self.head(self.norm(t[:, 0])), attention)
+        logits = self.head(self.norm(t[:, 0]))
+        if w is None:  # training: no attention map needed
+            return MILOutput(logits, mask.float() / mask.sum(1, keepdim=True).clamp(min=1))
+        cls_att = F.pad(w[:, 0, 1:], (0, 1))  # class token -> grid cells, last layer
+        attention = cls_att.gather(1, pos) * mask  # back in tile order
+        attention = attention / attention.sum(1, keepdim=True).clamp(min=1e-12)
+        return MILOutput(logits, attention)
 
 
 MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {

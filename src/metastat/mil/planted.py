@@ -139,7 +139,7 @@ class CachedBags:
 def planted_data(gen: PlantedBags, cache: bool = True, slides_per_patient: int = 1) -> MILData:
     """MILData (binary: bag contains tumour) from a generator; patients own consecutive bags."""
     source = CachedBags.from_generator(gen) if cache else gen
-    labels = gen.labels
+    labels = _patient_labels(gen.labels, slides_per_patient)
     patients = np.array([f"P{i // slides_per_patient:04d}" for i in range(gen.n_bags)])
     return MILData(
         source,
@@ -149,3 +149,51 @@ def planted_data(gen: PlantedBags, cache: bool = True, slides_per_patient: int =
         Targets(label=labels),
         ["negative", "tumour"],
     )
+
+
+def write_cohort(gen: PlantedBags, out_dir: str | Path, slides_per_patient: int = 1) -> Path:
+    """Write the bags as metastat feature files plus ``manifest.csv`` (slide_id, patient_id,
+    path, label, n_witness); returns the manifest path (for the CLI and its tests)."""
+    import pandas as pd
+
+    from metastat.atomic import atomic_write
+    from metastat.slides.store import write_features
+
+    out = Path(out_dir)
+    rows = []
+    patient_label = _patient_labels(gen.labels, slides_per_patient)
+    for i, sid in enumerate(gen.slide_ids):
+        x, xy, inst = gen.generate(i)
+        path = write_features(
+            out / "features" / f"{sid}.h5",
+            slide_id=sid,
+            features=x,
+            coords_px0=xy,
+            mpp=0.5,
+            tissue_fraction=np.ones(len(x), np.float32),
+            attrs={
+                "encoder": gen.pools.encoder,
+                "tile_size_px0": gen.tile_size_px0,
+                "tile_size_px": gen.tile_size_px0,
+            },
+            fingerprint="planted",
+        )
+        rows.append(
+            {
+                "slide_id": sid,
+                "patient_id": f"P{i // slides_per_patient:04d}",
+                "path": str(path.relative_to(out)),
+                "label": int(patient_label[i]),
+                "n_witness": int(inst.sum()),
+            }
+        )
+    manifest = out / "manifest.csv"
+    atomic_write(manifest, pd.DataFrame(rows).to_csv(index=False))
+    return manifest
+
+
+def _patient_labels(labels: np.ndarray, slides_per_patient: int) -> np.ndarray:
+    """Each slide gets its patient's label: positive if any of the patient's slides is."""
+    group = np.arange(len(labels)) // slides_per_patient
+    starts = np.flatnonzero(np.r_[True, np.diff(group) > 0])
+    return np.maximum.reduceat(labels, starts)[group]

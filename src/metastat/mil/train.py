@@ -127,23 +127,7 @@ def fit(
     if head.task == "survival" and head.survival_loss == "cox":
         bs = max(bs, 8)  # a partial likelihood needs several bags per step
     for epoch in range(config.epochs):
-        model.train()
-        order = rng.permutation(train)
-        losses = []
-        for start in range(0, len(order), bs):
-            idx = order[start : start + bs]
-            bags = [subsample(data.bag(int(u)), config.max_tiles, rng) for u in idx]
-            t = data.targets.subset(idx)
-            x, mask = collate(bags)
-            y = torch.as_tensor(t.label) if t.label is not None else None
-            out = model(x, mask, y)
-            loss = loss_fn(out.logits, t)
-            if out.instance_loss is not None:
-                loss = (1 - config.clam_weight) * loss + config.clam_weight * out.instance_loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+        losses = run_epoch(model, opt, loss_fn, data, rng.permutation(train), config, rng, bs)
         val_loss = _eval_loss(model, val_bags, data.targets.subset(val), loss_fn)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
         if val_loss < best - 1e-6 or best_state is None:
@@ -167,6 +151,36 @@ def fit(
     return FitResult(
         model_name, model, spec, head, seed, history, best_epoch, time.perf_counter() - t0
     )
+
+
+def run_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: _Loss,
+    data: MILData,
+    order: np.ndarray,
+    config: MILConfig,
+    rng: np.random.Generator,
+    batch_size: int,
+) -> list[float]:
+    """One pass over the units in ``order`` in padded, masked mini-batches; batch losses."""
+    model.train()
+    losses = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        bags = [subsample(data.bag(int(u)), config.max_tiles, rng) for u in idx]
+        t = data.targets.subset(idx)
+        x, mask = collate(bags)
+        y = torch.as_tensor(t.label) if t.label is not None else None
+        out = model(x, mask, y)
+        loss = loss_fn(out.logits, t)
+        if out.instance_loss is not None:
+            loss = (1 - config.clam_weight) * loss + config.clam_weight * out.instance_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
 
 
 def _eval_loss(model: nn.Module, bags: list[np.ndarray], t: Targets, loss_fn: _Loss) -> float:
@@ -344,3 +358,41 @@ def check_cohort(data: MILData, config: MILConfig) -> None:
     """Raise early if the cohort cannot support the requested CV."""
     if len(data) < 2 * config.n_splits:
         raise ValidationError(f"only {len(data)} bags for {config.n_splits}-fold CV")
+
+
+def train_final(config: MILConfig, data: MILData) -> FitResult:
+    """The deployable model: all units, patient-grouped validation split for early stopping and
+    calibration, first seed of the config."""
+    seed = config.seeds[0]
+    tr, va = split_validation(data, np.arange(len(data)), config.val_fraction, seed)
+    return fit(config, data, tr, va, model_name=config.model, seed=seed)
+
+
+def run_meta(config: MILConfig, data: MILData, **extra: Any) -> dict[str, Any]:
+    """Provenance of a run (config, cohort size, versions, seeds)."""
+    import platform
+
+    from metastat import __version__
+
+    return {
+        "kind": "cv",
+        "model": config.model,
+        "baseline": config.baseline,
+        "task": config.task,
+        "outcome": config.data.label
+        if config.task != "survival"
+        else f"{config.data.time}/{config.data.event}",
+        "n_splits": config.n_splits,
+        "n_repeats": len(config.seeds),
+        "seeds": config.seeds,
+        "n_boot": config.n_boot,
+        "n_samples": len(data),
+        "n_patients": len(np.unique(data.patient_ids)),
+        "unit": config.unit,
+        "classes": data.classes,
+        "metastat": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": config.model_dump(mode="json"),
+        **extra,
+    }

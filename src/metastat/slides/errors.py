@@ -21,6 +21,10 @@ class MissingMppError(SlideError, InputError):
     """A slide has no µm/px in its metadata and none was supplied."""
 
 
+class ResolutionError(SlideError, InputError):
+    """The slide's resolution cannot give the requested tile resolution (no upsampling)."""
+
+
 class NoTissueError(SlideError):
     """Tissue detection found no tissue (or no tile with enough tissue) on a slide."""
 

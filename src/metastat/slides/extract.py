@@ -8,7 +8,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from metastat.slides.encoders import TileEncoder
 from metastat.slides.errors import SlideReadError
@@ -26,14 +25,10 @@ class TileBatch:
 
 
 def read_tile(slide: SlideReader, grid: TileGrid, index: int) -> np.ndarray:
-    """Read tile ``index`` of ``grid`` at the grid's level and resize it to ``tile_size_px``."""
+    """Read tile ``index`` of ``grid`` at the grid's resolution (best level, then resized)."""
     x, y = grid.coords_px0[index]
-    r = grid.read_size_px
-    tile = slide.read((int(x), int(y)), (r, r), grid.read_level)
-    if r != grid.tile_size_px:
-        size = (grid.tile_size_px, grid.tile_size_px)
-        tile = np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.BILINEAR))
-    return tile
+    size = (grid.tile_size_px, grid.tile_size_px)
+    return slide.read_at_mpp((int(x), int(y)), size, grid.tile_size_um / grid.tile_size_px)
 
 
 def _read_batch(slide: SlideReader, grid: TileGrid, start: int, stop: int) -> TileBatch:

@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from metastat import __version__
 from metastat.errors import MetastatError
 from metastat.slides.encoders import TileEncoder, create_encoder
 from metastat.slides.errors import NoTissueError, SlideReadError
+from metastat.slides.extract import embed_grid
+from metastat.slides.qc import render_qc, save_png_atomic
 from metastat.slides.reader import open_slide
-from metastat.slides.store import is_complete, write_features
+from metastat.slides.store import is_complete, read_marker, write_features
 from metastat.slides.tiling import TilingConfig, plan_tiles
 from metastat.slides.tissue import TissueConfig, detect_tissue
 
@@ -130,9 +133,6 @@ def _redact(message: str, job: SlideJob) -> str:
 
 
 def _run(job: SlideJob, out_dir: Path, config: ProcessConfig, result: SlideResult) -> None:
-    from metastat.slides.extract import embed_grid
-    from metastat.slides.qc import render_qc, save_png_atomic
-
     with open_slide(
         job.path, mpp_override=job.mpp_override, mpp_fallback=job.mpp_fallback
     ) as slide:
@@ -205,15 +205,11 @@ def process_slide(job: SlideJob, out_dir: str | Path, config: ProcessConfig) -> 
     t0 = time.perf_counter()
     fpath = feature_path(out, job.slide_id)
     if is_complete(fpath, fingerprint=config.fingerprint()):
-        from metastat.slides.store import read_marker
-
         marker = read_marker(fpath) or {}
         return SlideResult(
             job.slide_id, "skipped", n_tiles=int(marker.get("n_tiles", 0)), feature_file=str(fpath)
         )
     result = SlideResult(job.slide_id, "done")
-    import torch
-
     threads_before = torch.get_num_threads()
     try:
         if config.torch_threads is not None:  # same threads -> same float reduction order
@@ -237,8 +233,6 @@ def process_slide(job: SlideJob, out_dir: str | Path, config: ProcessConfig) -> 
 def run_metadata() -> dict[str, Any]:
     """Versions recorded in the run summary."""
     import platform
-
-    import torch
 
     return {
         "metastat_version": __version__,

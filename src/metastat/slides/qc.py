@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
+from metastat.slides.store import set_default_mode
 from metastat.slides.tiling import TileGrid
 from metastat.slides.tissue import TissueMask
 
@@ -86,6 +87,7 @@ def save_png_atomic(image: Image.Image, path: str | os.PathLike[str]) -> Path:
             image.save(fh, format="PNG", optimize=False)
             fh.flush()
             os.fsync(fh.fileno())
+        set_default_mode(tmp)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -265,7 +265,30 @@ class SlideReader:
                 best = i
         return best
 
+    def level_for_mpp(self, target_mpp: float) -> tuple[int, float]:
+        """(level to read, level-0 px per output px) for output at ``target_mpp`` µm/px."""
+        scale = float(target_mpp) / float(self.mpp)
+        return self.best_level_for_downsample(scale), scale
+
     # -- reading ------------------------------------------------------------------------------
+    def read_at_mpp(
+        self, location_px0: tuple[int, int], size_px: tuple[int, int], target_mpp: float
+    ) -> np.ndarray:
+        """Read ``size_px`` (width, height) pixels at ``target_mpp`` µm/px from the best level.
+
+        The region is read from the lowest-resolution level still at least as fine as the
+        target, then resized; e.g. a 224 px tile at 0.5 µm/px on a 0.25 µm/px slide.
+        """
+        level, scale = self.level_for_mpp(target_mpp)
+        ds = self.level_downsamples[level]
+        w, h = int(size_px[0]), int(size_px[1])
+        rw, rh = max(1, round(w * scale / ds)), max(1, round(h * scale / ds))
+        region = self.read(location_px0, (rw, rh), level)
+        if (rw, rh) != (w, h):
+            resized = Image.fromarray(region).resize((w, h), Image.Resampling.BILINEAR)
+            region = np.asarray(resized)
+        return region
+
     def _reopen(self, seen_generation: int) -> None:
         """Replace the handle after an error. The old one is not closed here: reads still
         running in other threads hold a reference, and it is freed when the last one ends."""
@@ -305,6 +328,24 @@ class SlideReader:
                 f"level {level} does not exist in '{self.path.name}' "
                 f"(levels 0-{self.level_count - 1})"
             )
+        # parts outside the slide are white for every backend (tiffslide would pad black)
+        ds = self.level_downsamples[level]
+        lw, lh = self.level_dimensions[level]
+        x_l, y_l = location_px0[0] / ds, location_px0[1] / ds
+        left, top = max(0, -round(x_l)), max(0, -round(y_l))
+        right = min(w, lw - round(x_l))
+        bottom = min(h, lh - round(y_l))
+        if right <= left or bottom <= top:
+            return np.full((h, w, 3), 255, np.uint8)
+        if (left, top, right, bottom) != (0, 0, w, h):
+            inner = self.read(
+                (location_px0[0] + round(left * ds), location_px0[1] + round(top * ds)),
+                (right - left, bottom - top),
+                level,
+            )
+            out = np.full((h, w, 3), 255, np.uint8)
+            out[top:bottom, left:right] = inner
+            return out
         last: Exception | None = None
         for _attempt in range(2):
             gen = self._generation

@@ -94,6 +94,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def set_default_mode(path: str | os.PathLike[str]) -> None:
+    """Give a temp file (created 0600) the permissions a normal file would get (umask)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder, fsync and rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -102,6 +113,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -152,6 +164,7 @@ def write_features(
                 h5.attrs[key] = value
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        set_default_mode(tmp)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -200,7 +213,8 @@ def is_complete(
 
 
 def list_bags(directory: str | os.PathLike[str], *, include_external: bool = False) -> list[Path]:
-    """Complete metastat feature files in ``directory`` (sorted).
+    """Complete metastat feature files in ``directory`` (sorted); a run's ``--out`` folder
+    works too (its ``features/`` subfolder is used).
 
     With ``include_external``, CLAM/TRIDENT ``.h5`` bags found anywhere below ``directory``
     (they have no success marker) are listed too.
@@ -211,6 +225,8 @@ def list_bags(directory: str | os.PathLike[str], *, include_external: bool = Fal
             f"feature folder '{d}' does not exist: run 'metastat slides process ... --out {d}' "
             "first, or pass the folder that holds the .h5 feature files"
         )
+    if not any(d.glob("*.h5")) and (d / "features").is_dir():  # a run's --out folder
+        d = d / "features"
     bags = [p for p in sorted(d.glob("*.h5")) if is_complete(p)]
     if include_external:
         own = set(bags)

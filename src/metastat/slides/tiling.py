@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from metastat.slides.errors import NoTissueError
+from metastat.slides.errors import ResolutionError
 from metastat.slides.reader import SlideReader
 from metastat.slides.tissue import TissueMask
 from metastat.slides.units import Microns, MicronsPerPixel
@@ -71,9 +71,11 @@ def tissue_fraction_of_boxes(
     dx, dy = mask.downsample
     x0 = np.clip(np.floor(coords_px0[:, 0] / dx).astype(np.int64), 0, w)
     y0 = np.clip(np.floor(coords_px0[:, 1] / dy).astype(np.int64), 0, h)
-    x1 = np.clip(np.ceil((coords_px0[:, 0] + size_px0) / dx).astype(np.int64), 0, w)
-    y1 = np.clip(np.ceil((coords_px0[:, 1] + size_px0) / dy).astype(np.int64), 0, h)
-    area = np.maximum((x1 - x0) * (y1 - y0), 1)
+    x1_full = np.ceil((coords_px0[:, 0] + size_px0) / dx).astype(np.int64)
+    y1_full = np.ceil((coords_px0[:, 1] + size_px0) / dy).astype(np.int64)
+    x1, y1 = np.clip(x1_full, 0, w), np.clip(y1_full, 0, h)
+    # relative to the whole tile: a part beyond the slide's edge counts as background
+    area = np.maximum((x1_full - x0) * (y1_full - y0), 1)
     inside = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
     return (inside / area).astype(np.float32)
 
@@ -83,7 +85,7 @@ def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> Ti
     mpp = slide.mpp
     scale = config.target_mpp / mpp  # level-0 px per output px
     if scale < 1 / config.max_upsample:
-        raise NoTissueError(
+        raise ResolutionError(
             f"slide '{slide.path.name}' is scanned at {mpp:.3f} µm/px, coarser than the requested "
             f"{config.target_mpp} µm/px: lower the resolution asked (--target-mpp "
             f"{math.ceil(mpp * 100) / 100}), check the slide's µm/px, or raise max_upsample"
@@ -94,13 +96,14 @@ def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> Ti
     if config.overlap_um >= config.tile_size_um:
         raise ValueError("overlap_um must be smaller than the tile size in µm")
     w0, h0 = slide.dimensions_px0
-    xs = np.arange(0, max(w0 - tile_px0, 0) + 1, stride_px0, dtype=np.int64)
-    ys = np.arange(0, max(h0 - tile_px0, 0) + 1, stride_px0, dtype=np.int64)
+    # tiles may run past the right/bottom edge (read as white) so edge tissue is covered
+    xs = np.arange(0, w0, stride_px0, dtype=np.int64)
+    ys = np.arange(0, h0, stride_px0, dtype=np.int64)
     gx, gy = np.meshgrid(xs, ys)
     coords = np.stack([gx.ravel(), gy.ravel()], axis=1)
     frac = tissue_fraction_of_boxes(mask, coords, size_px0_f)
     keep = frac >= max(config.min_tissue_fraction, 1e-9)
-    level = slide.best_level_for_downsample(scale)
+    level, _ = slide.level_for_mpp(config.target_mpp)
     read_px = max(1, round(size_px0_f / slide.level_downsamples[level]))
     return TileGrid(
         coords_px0=coords[keep],

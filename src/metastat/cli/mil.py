@@ -1,0 +1,279 @@
+"""``metastat mil``: train, evaluate, predict and explain attention-MIL models on feature bags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from metastat.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, help="Attention MIL over tile-feature bags.")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Run config (.toml / .json / .yaml).")
+ManifestOpt = typer.Option(None, "--manifest", help="CSV: slide_id, patient_id, [path], outcome.")
+FeaturesOpt = typer.Option(None, "--features", help="Folder of <slide_id>.h5 feature files.")
+OutcomesOpt = typer.Option(None, "--outcomes", help="Optional patient outcome CSV (patient_id).")
+ModelOpt = typer.Option(
+    None, "--model", "-m", help="mean, max, abmil, clam_sb, clam_mb or transmil (default abmil)."
+)
+TaskOpt = typer.Option(None, "--task", help="binary, multiclass or survival.")
+LabelOpt = typer.Option(None, "--label-col", help="Label column (binary / multiclass).")
+TimeOpt = typer.Option(None, "--time-col", help="Follow-up time column (survival).")
+EventOpt = typer.Option(None, "--event-col", help="Event column, 1 = event (survival).")
+SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
+EpochsOpt = typer.Option(None, "--epochs", help="Maximum epochs.")
+FoldsOpt = typer.Option(None, "--folds", help="Number of CV folds.")
+OutOpt = typer.Option(..., "--out", "-o", help="Output folder.")
+
+
+def _config(config: Path | None, **kw: object):
+    from metastat.mil.config import load_config
+
+    seeds = kw.pop("seeds", None)
+    if seeds is not None:
+        try:
+            kw["seeds"] = [int(s) for s in str(seeds).split(",") if s.strip()]
+        except ValueError as exc:
+            raise InputError(f"--seeds must be comma-separated integers, got {seeds!r}") from exc
+    kw["features_dir"] = kw.pop("features", None)
+    kw["n_splits"] = kw.pop("folds", None)
+    kw["label"] = kw.pop("label_col", None)
+    kw["time"] = kw.pop("time_col", None)
+    kw["event"] = kw.pop("event_col", None)
+    return load_config(config, **kw)
+
+
+def _evaluate(cfg, outcomes: Path | None, out: Path) -> Path:
+    from metastat.mil.cohort import load_cohort
+    from metastat.mil.report import save_run, write_report
+    from metastat.mil.train import cross_validate, run_meta
+
+    data = load_cohort(cfg, outcomes)
+    pred, summary = cross_validate(cfg, data, progress=True)
+    save_run(out, pred, summary, run_meta(cfg, data))
+    report = write_report(out)
+    for name, vals in summary["mean_sd"].items():
+        shown = {
+            k: f"{v['mean']:.3f} ± {v['sd']:.3f}"
+            for k, v in vals.items()
+            if k in ("auc", "c_index", "brier", "accuracy") or k.endswith("_auc")
+        }
+        typer.echo(f"{name}: {shown}")
+    typer.echo(f"report: {report}")
+    return out
+
+
+@app.command()
+def evaluate(
+    config: Path = ConfigOpt,
+    manifest: Path = ManifestOpt,
+    features: Path = FeaturesOpt,
+    outcomes: Path = OutcomesOpt,
+    model: str = ModelOpt,
+    task: str = TaskOpt,
+    label_col: str = LabelOpt,
+    time_col: str = TimeOpt,
+    event_col: str = EventOpt,
+    seeds: str = SeedsOpt,
+    epochs: int = EpochsOpt,
+    folds: int = FoldsOpt,
+    out: Path = OutOpt,
+) -> None:
+    """Patient-grouped k-fold CV of a model vs its baseline over several seeds, with a report."""
+    cfg = _config(
+        config,
+        manifest=manifest,
+        features=features,
+        model=model,
+        task=task,
+        label_col=label_col,
+        time_col=time_col,
+        event_col=event_col,
+        seeds=seeds,
+        epochs=epochs,
+        folds=folds,
+    )
+    _evaluate(cfg, outcomes, out)
+
+
+@app.command()
+def train(
+    config: Path = ConfigOpt,
+    manifest: Path = ManifestOpt,
+    features: Path = FeaturesOpt,
+    outcomes: Path = OutcomesOpt,
+    model: str = ModelOpt,
+    task: str = TaskOpt,
+    label_col: str = LabelOpt,
+    time_col: str = TimeOpt,
+    event_col: str = EventOpt,
+    seeds: str = SeedsOpt,
+    epochs: int = EpochsOpt,
+    folds: int = FoldsOpt,
+    out: Path = OutOpt,
+    cv: bool = typer.Option(True, "--cv/--no-cv", help="Cross-validate before the final fit."),
+) -> None:
+    """Train the final model on every bag (validation split for early stopping + calibration)
+    and save it as safetensors + JSON in OUT/model; with --cv, evaluate it first."""
+    from metastat.mil.checkpoint import save_checkpoint
+    from metastat.mil.cohort import load_cohort
+    from metastat.mil.train import train_final
+
+    cfg = _config(
+        config,
+        manifest=manifest,
+        features=features,
+        model=model,
+        task=task,
+        label_col=label_col,
+        time_col=time_col,
+        event_col=event_col,
+        seeds=seeds,
+        epochs=epochs,
+        folds=folds,
+    )
+    if cv:
+        _evaluate(cfg, outcomes, out / "cv")
+    data = load_cohort(cfg, outcomes)
+    res = train_final(cfg, data)
+    encoders = {e for e in getattr(data.source, "encoders", {}).values() if e}
+    path = save_checkpoint(
+        out / "model",
+        name=res.name,
+        model=res.model,
+        spec=res.spec,
+        head=res.head,
+        encoder=next(iter(encoders)) if len(encoders) == 1 else None,
+        extra={
+            "seed": res.seed,
+            "best_epoch": res.best_epoch,
+            "history": res.history,
+            "n_units": len(data),
+            "config": cfg.model_dump(mode="json"),
+        },
+    )
+    typer.echo(f"model: {path} ({res.name}, best epoch {res.best_epoch}, {res.seconds:.1f} s)")
+
+
+def _bags(manifest: Path | None, features: Path | None, bags: list[Path] | None) -> pd.DataFrame:
+    from metastat.mil.bags import read_manifest
+
+    if manifest is not None:
+        return read_manifest(manifest, features)
+    paths = list(bags or [])
+    if features is not None:
+        from metastat.slides.store import list_bags
+
+        paths += list_bags(features, include_external=True)
+    if not paths:
+        raise InputError("nothing to score: pass --manifest, --features DIR or bag files")
+    from metastat.slides.store import _external_slide_id
+
+    ids = [_external_slide_id(Path(p)) for p in paths]
+    return pd.DataFrame({"slide_id": ids, "patient_id": ids, "path": [str(p) for p in paths]})
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint folder (train's OUT/model)."),
+    bags: list[Path] = typer.Argument(None, help="Feature .h5 files (metastat, CLAM, TRIDENT)."),
+    manifest: Path = ManifestOpt,
+    features: Path = FeaturesOpt,
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output CSV (slide level); patient-level rows go to <out>_patients.csv.",
+    ),
+    aggregate: str = typer.Option("mean", help="Slide -> patient aggregation: mean or max."),
+) -> None:
+    """Slide -> calibrated probability / risk; patient -> aggregated probability."""
+    from metastat.atomic import atomic_write
+    from metastat.mil.bags import check_features
+    from metastat.mil.checkpoint import load_checkpoint
+    from metastat.mil.infer import aggregate_patients, outputs, predict_logits
+    from metastat.slides.store import load_bag
+
+    if aggregate not in {"mean", "max"}:
+        raise InputError(f"--aggregate must be mean or max, got {aggregate!r}")
+    ckpt = load_checkpoint(model)
+    table = _bags(manifest, features, bags)
+    feats = []
+    for sid, path in zip(table["slide_id"], table["path"], strict=True):
+        bag = load_bag(path)
+        x = check_features(bag.features, sid, str(path))
+        ckpt.check_bag(sid, x.shape[1], bag.encoder, str(path))
+        feats.append(x)
+    res = outputs(predict_logits(ckpt.model, feats), ckpt.head)
+    res.insert(0, "slide_id", table["slide_id"].to_numpy())
+    res.insert(1, "patient_id", table["patient_id"].to_numpy())
+    res["n_tiles"] = [len(f) for f in feats]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, res.to_csv(index=False))
+    pat = aggregate_patients(res, aggregate)
+    pat_path = out.with_name(out.stem + "_patients.csv")
+    atomic_write(pat_path, pat.to_csv(index=False))
+    typer.echo(res[["slide_id", "patient_id", "prob", "risk", "n_tiles"]].to_string(index=False))
+    typer.echo(f"slides: {out}\npatients: {pat_path}")
+
+
+@app.command()
+def heatmap(
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint folder."),
+    bag: Path = typer.Option(..., "--bag", help="Feature .h5 file of one slide."),
+    slide: Path = typer.Option(None, "--slide", help="The slide image (thumbnail + tile crops)."),
+    out: Path = OutOpt,
+    method: str = typer.Option("attention", help="attention or attention_x_grad."),
+    top_k: int = typer.Option(8, "--top-k", help="Top and bottom tiles exported as crops."),
+) -> None:
+    """Attention heatmap PNG (with colour bar), QuPath GeoJSON and top/bottom-k tiles."""
+    from metastat.mil.checkpoint import load_checkpoint
+    from metastat.mil.heatmap import slide_heatmap
+    from metastat.slides.store import load_bag
+
+    if method not in {"attention", "attention_x_grad"}:
+        raise InputError(f"--method must be attention or attention_x_grad, got {method!r}")
+    ckpt = load_checkpoint(model)
+    b = load_bag(bag)
+    res = slide_heatmap(
+        ckpt,
+        slide_id=b.slide_id,
+        features=b.features,
+        coords=b.coords_px0,
+        tile_size_px0=b.tile_size_px0,
+        out_dir=out,
+        slide_path=slide,
+        method=method,
+        k=top_k,
+        encoder=b.encoder,
+        where=str(bag),
+    )  # type: ignore[arg-type]
+    typer.echo(
+        json.dumps(
+            {
+                "slide_id": res.slide_id,
+                "prob": res.prob,
+                "png": str(res.png),
+                "geojson": str(res.geojson),
+                "tiles": str(res.tiles_csv),
+                "crops": len(res.crops),
+                "seconds": round(res.seconds, 2),
+            },
+            indent=2,
+        )
+    )
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="Folder written by 'metastat mil evaluate'."),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file (default RUN_DIR/report.html)."),
+    heatmaps: list[Path] = typer.Option(None, "--heatmap", help="Heatmap PNGs to include."),
+) -> None:
+    """HTML report: metrics with CIs, ROC / KM / calibration, mean ± sd over seeds, heatmaps."""
+    from metastat.mil.report import write_report
+
+    typer.echo(f"report: {write_report(run_dir, out, heatmaps or None)}")
