@@ -54,6 +54,7 @@ def settings(models: Path, tmp_path_factory: pytest.TempPathFactory) -> ServeSet
         slide_roots=(roots / "inside",),
         max_profile_bytes=64 * 1024,
         max_slide_bytes=256 * 1024,
+        max_samples=5,
     )
 
 
@@ -121,8 +122,9 @@ def test_non_loopback_bind_without_token_is_refused(models: Path, tmp_path: Path
 def test_cli_serves_exactly_as_documented(models: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "METASTAT_TOKEN": ""}
-    cmd = [sys.executable, "-m", "metastat.cli.main", "serve", "--models", str(models),
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    script = Path(sys.executable).with_name("metastat")  # the installed console script
+    prog = [str(script)] if script.exists() else [sys.executable, "-m", "metastat.cli.main"]
+    cmd = [*prog, "serve", "--models", str(models), "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         import httpx
@@ -193,6 +195,12 @@ def test_wrong_body_content_type_is_415(client: TestClient) -> None:
 )  # fmt: skip
 def test_malformed_profiles_are_422(client: TestClient, data: bytes, name: str, fragment: str):
     _error(_score(client, data, name), 422, fragment)
+
+
+def test_too_many_profiles_is_422(client: TestClient) -> None:
+    body = {"profiles": [{"sample_id": f"S{i}", "expression": {"TP53": 1.0}} for i in range(6)]}
+    r = client.post(f"/api/models/{EXPRESSION_NAME}/score", json=body, headers=AUTH)
+    _error(r, 422, "6 profiles in one request; the limit is 5")
 
 
 def test_unknown_model_is_404_with_hint(client: TestClient, profile_csv: bytes) -> None:
