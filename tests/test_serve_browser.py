@@ -7,11 +7,13 @@ cohort results. Screenshots are kept in ``test-artifacts/serve/`` (ignored by gi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -51,6 +53,13 @@ def _keep(page: object, name: str) -> Path:
         Path(extra).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(extra) / name)
     return path
+
+
+def _viewer_pixels(page: object) -> np.ndarray:
+    from PIL import Image
+
+    png = page.locator("#viewer").screenshot()  # type: ignore[attr-defined]
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +134,16 @@ def test_slide_viewer_heatmap_toggle(page: object) -> None:
     assert pg.evaluate("portal.viewer.world.getItemCount()") == 2
     assert pg.evaluate("portal.overlay.getOpacity()") == 0
     _keep(pg, "slide_viewer_heatmap_off.png")
+    off = _viewer_pixels(pg)
     pg.check("#heatmap-toggle")
     assert pg.evaluate("portal.overlay.getOpacity()") == 1
     pg.wait_for_function("() => portal.overlay.getFullyLoaded()", timeout=30_000)
     pg.wait_for_timeout(500)
     assert pg.is_visible("#heatmap-legend")
     _keep(pg, "slide_viewer_heatmap_on.png")
+    on = _viewer_pixels(pg)
+    # the overlay visibly recolours the tissue: blue/red tiles over pink H&E
+    assert np.abs(on - off).mean() > 5, np.abs(on - off).mean()
     pg.uncheck("#heatmap-toggle")
     assert pg.evaluate("portal.overlay.getOpacity()") == 0
 
