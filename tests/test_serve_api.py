@@ -165,6 +165,16 @@ def test_slide_upload_job_heatmap_and_deep_zoom(client: TestClient) -> None:
     assert "MRN0001" not in listed and "/" not in json.dumps(client.get("/api/slides").json())
 
 
+def test_finished_jobs_survive_a_restart(client: TestClient, settings: ServeSettings) -> None:
+    done = [j for j in client.get("/api/jobs").json() if j["status"] == "done"]
+    assert done, "run after the slide job test"
+    with TestClient(create_app(settings)) as again:
+        job = again.get(f"/api/jobs/{done[0]['job_id']}").json()
+        assert job == done[0]
+        assert again.get(job["result"]["heatmap"]["overlay_url"]).status_code == 200
+        assert again.get(f"/api/slides/{job['slide_id']}/dzi").status_code == 200
+
+
 def test_failed_slide_job_is_clear_and_service_goes_on(client: TestClient, profiles) -> None:
     r = client.post("/api/slides", json={"path": "blank.tiff"})
     assert r.status_code == 202, r.text
