@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from metastat.serve import ServeSettings, create_app
-from metastat.serve.demo import EXPRESSION_NAME, MIL_NAME, RUN_NAME, build_demo
+from metastat.serve.demo import EXPRESSION_NAME, MIL_NAME, RUN_NAME, build_demo, shared_demo_dir
 from metastat.slides.pipeline import ProcessConfig
 from metastat.slides.synthetic import write_synthetic_slide
 
@@ -31,10 +31,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> ServeSettings:
     roots = base / "slides"
     write_synthetic_slide(roots / "blank.tiff", size_px0=(1024, 1024), tissue_fraction=0, levels=1)
     return ServeSettings(
-        models_dir=build_demo(base / "models"),
+        models_dir=build_demo(shared_demo_dir(tmp_path_factory.getbasetemp())),
         data_dir=base / "data",
         slide_roots=(roots,),
-        slide_process=ProcessConfig(qc=False, encoder_input_px=64, torch_threads=2),
+        slide_process=ProcessConfig(qc=False, encoder_input_px=64, torch_threads=1),
     )
 
 
@@ -45,7 +45,7 @@ def client(settings: ServeSettings) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="module")
-def profiles() -> "object":
+def profiles() -> object:
     from metastat.data.cohort import expression_frame
     from metastat.data.genes import collapse_genes
     from metastat.data.registry import load_dataset
@@ -95,7 +95,9 @@ def test_score_csv_json_and_text_agree(client: TestClient, profiles) -> None:
 
 def test_missing_genes_are_reported(client: TestClient, profiles) -> None:
     few = profiles.iloc[:1, :-20]
-    r = client.post(SCORE, json={"profiles": [{"sample_id": "x", "expression": few.iloc[0].to_dict()}]})
+    r = client.post(
+        SCORE, json={"profiles": [{"sample_id": "x", "expression": few.iloc[0].to_dict()}]}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["genes_imputed"] == 20 and len(r.json()["missing_genes"]) == 20
 
@@ -103,10 +105,20 @@ def test_missing_genes_are_reported(client: TestClient, profiles) -> None:
 def test_training_km_by_risk_group(client: TestClient) -> None:
     km = client.get(f"/api/models/{EXPRESSION_NAME}/km").json()
     assert km["available"] and km["cohort"] == "gastric_acrg" and km["time_unit"] == "months"
+    assert km["source"] == f"run {RUN_NAME}" and "cross-validated" in km["note"]
     lo, hi = km["groups"]["low"], km["groups"]["high"]
     assert lo["n"] + hi["n"] == 300
-    assert lo["survival"][-1] > hi["survival"][-1]  # in-sample: low risk does better
-    assert all(np.diff(hi["survival"]) <= 0)
+    assert all(np.diff(hi["survival"]) <= 0) and all(np.diff(lo["survival"]) <= 0)
+
+
+def test_in_sample_km_without_a_run_says_so(client: TestClient) -> None:
+    from metastat.serve.cohort_km import training_km
+
+    entry = client.app.state.portal.registry.get(EXPRESSION_NAME)  # type: ignore[attr-defined]
+    km = training_km(entry.model, entry.manifest, {})
+    assert km["available"] and km["source"] == "in-sample" and "overstates" in km["note"]
+    lo, hi = km["groups"]["low"], km["groups"]["high"]
+    assert lo["n"] + hi["n"] == 300 and lo["survival"][-1] > hi["survival"][-1]
 
 
 def test_runs_figures_and_report(client: TestClient) -> None:
@@ -151,6 +163,16 @@ def test_slide_upload_job_heatmap_and_deep_zoom(client: TestClient) -> None:
     assert client.get(f"/api/slides/{sub['slide_id']}/dz/99/0_0.jpeg").status_code == 404
     listed = json.dumps(client.get("/api/slides").json() + client.get("/api/jobs").json())
     assert "MRN0001" not in listed and "/" not in json.dumps(client.get("/api/slides").json())
+
+
+def test_finished_jobs_survive_a_restart(client: TestClient, settings: ServeSettings) -> None:
+    done = [j for j in client.get("/api/jobs").json() if j["status"] == "done"]
+    assert done, "run after the slide job test"
+    with TestClient(create_app(settings)) as again:
+        job = again.get(f"/api/jobs/{done[0]['job_id']}").json()
+        assert job == done[0]
+        assert again.get(job["result"]["heatmap"]["overlay_url"]).status_code == 200
+        assert again.get(f"/api/slides/{job['slide_id']}/dzi").status_code == 200
 
 
 def test_failed_slide_job_is_clear_and_service_goes_on(client: TestClient, profiles) -> None:

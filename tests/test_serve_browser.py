@@ -7,11 +7,13 @@ cohort results. Screenshots are kept in ``test-artifacts/serve/`` (ignored by gi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -22,7 +24,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 from metastat.serve import ServeSettings, create_app  # noqa: E402
-from metastat.serve.demo import build_demo, running_server  # noqa: E402
+from metastat.serve.demo import build_demo, running_server, shared_demo_dir  # noqa: E402
 from metastat.slides.pipeline import ProcessConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,16 +55,23 @@ def _keep(page: object, name: str) -> Path:
     return path
 
 
+def _viewer_pixels(page: object) -> np.ndarray:
+    from PIL import Image
+
+    png = page.locator("#viewer").screenshot()  # type: ignore[attr-defined]
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("portal")
-    models = build_demo(base / "models")
+    models = build_demo(shared_demo_dir(tmp_path_factory.getbasetemp()))
     settings = ServeSettings(
         models_dir=models,
         data_dir=base / "data",
         token=TOKEN,
         slide_roots=(SLIDE.parent,),
-        slide_process=ProcessConfig(qc=False, encoder_input_px=96, torch_threads=2),
+        slide_process=ProcessConfig(qc=False, encoder_input_px=64, torch_threads=1),
     )
     with running_server(create_app(settings)) as url:
         yield url
@@ -125,12 +134,16 @@ def test_slide_viewer_heatmap_toggle(page: object) -> None:
     assert pg.evaluate("portal.viewer.world.getItemCount()") == 2
     assert pg.evaluate("portal.overlay.getOpacity()") == 0
     _keep(pg, "slide_viewer_heatmap_off.png")
+    off = _viewer_pixels(pg)
     pg.check("#heatmap-toggle")
     assert pg.evaluate("portal.overlay.getOpacity()") == 1
     pg.wait_for_function("() => portal.overlay.getFullyLoaded()", timeout=30_000)
     pg.wait_for_timeout(500)
     assert pg.is_visible("#heatmap-legend")
     _keep(pg, "slide_viewer_heatmap_on.png")
+    on = _viewer_pixels(pg)
+    # the overlay visibly recolours the tissue: blue/red tiles over pink H&E
+    assert np.abs(on - off).mean() > 5, np.abs(on - off).mean()
     pg.uncheck("#heatmap-toggle")
     assert pg.evaluate("portal.overlay.getOpacity()") == 0
 
@@ -141,7 +154,8 @@ def test_results_page_shows_report_plots(page: object) -> None:
     pg.wait_for_selector("#run-metrics", timeout=60_000)
     pg.wait_for_function(
         "() => [...document.querySelectorAll('#run-figures img')].length >= 3 && "
-        "[...document.querySelectorAll('#run-figures img')].every(i => i.complete && i.naturalWidth)",
+        "[...document.querySelectorAll('#run-figures img')]"
+        ".every(i => i.complete && i.naturalWidth)",
         timeout=60_000,
     )
     _keep(pg, "results_page.png")
@@ -153,6 +167,8 @@ def test_bad_token_shows_clear_error(browser: object, server: str) -> None:
     pg.goto(server + "/")
     pg.fill("#token", "wrong")
     pg.dispatch_event("#token", "change")
-    pg.wait_for_selector("#profile-error:not([hidden])")
-    assert "invalid bearer token" in pg.inner_text("#profile-error")
+    pg.wait_for_function(
+        "() => document.querySelector('#profile-error').textContent.includes('invalid bearer')"
+    )
+    assert pg.is_visible("#profile-error")
     ctx.close()

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from metastat.errors import InputError  # noqa: E402
-from metastat.serve import ServeSettings, create_app  # noqa: E402
-from metastat.serve.demo import EXPRESSION_NAME, build_expression_model, free_port  # noqa: E402
+from metastat.errors import InputError
+from metastat.serve import ServeSettings, create_app
+from metastat.serve.demo import EXPRESSION_NAME, build_expression_model, free_port
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,6 +54,7 @@ def settings(models: Path, tmp_path_factory: pytest.TempPathFactory) -> ServeSet
         slide_roots=(roots / "inside",),
         max_profile_bytes=64 * 1024,
         max_slide_bytes=256 * 1024,
+        max_samples=5,
     )
 
 
@@ -108,19 +109,22 @@ def test_non_loopback_bind_without_token_is_refused(models: Path, tmp_path: Path
         ServeSettings(models_dir=models, host="0.0.0.0").check_exposure()
     ServeSettings(models_dir=models, host="0.0.0.0", token="t").check_exposure()
     ServeSettings(models_dir=models, host="::1").check_exposure()
-    env = {k: v for k, v in os.environ.items() if k != "METASTAT_TOKEN"}
-    env["PYTHONPATH"] = str(ROOT / "src")
-    cmd = [sys.executable, "-m", "metastat.cli.main", "serve", "--models", str(models),
-           "--host", "0.0.0.0", "--port", str(free_port())]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-    assert r.returncode == 2 and "refusing to bind" in r.stderr and "--token" in r.stderr
+    from typer.testing import CliRunner
+
+    from metastat.cli.main import app
+
+    args = ["serve", "--models", str(models), "--host", "0.0.0.0", "--port", str(free_port())]
+    r = CliRunner().invoke(app, args, env={"METASTAT_TOKEN": ""})
+    assert isinstance(r.exception, InputError)
+    assert "refusing to bind" in str(r.exception) and "--token" in str(r.exception)
 
 
 def test_cli_serves_exactly_as_documented(models: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "METASTAT_TOKEN": ""}
-    cmd = [sys.executable, "-m", "metastat.cli.main", "serve", "--models", str(models),
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    script = Path(sys.executable).with_name("metastat")  # the installed console script
+    prog = [str(script)] if script.exists() else [sys.executable, "-m", "metastat.cli.main"]
+    cmd = [*prog, "serve", "--models", str(models), "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         import httpx
@@ -181,12 +185,22 @@ def test_wrong_body_content_type_is_415(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("data", "name", "fragment"),
     [(b"", "p.csv", "empty"), (b"sample,TP53\nS1,abc\n", "p.csv", "non-numeric"),
-     (b"sample,TP53\nS1,1\nS1,2\n", "p.csv", "duplicate"), (b"{not json", "p.json", "malformed JSON"),
+     (b"sample,TP53\nS1,1\nS1,2\n", "p.csv", "duplicate"),
+     (b"{not json", "p.json", "malformed JSON"),
+     (b'{"profiles": [{"sample_id": "a", "expression": {"TP53": "high"}}]}', "p.json",
+      "non-numeric value 'high' for gene 'TP53'"),
+     (b'{"TP53": "inf"}', "p.json", "infinite value"),
      (b'{"profiles": []}', "p.json", "non-empty"), (b"[1, 2]", "p.json", "JSON must be"),
      (b"sample,NOTAGENE\nS1,1\n", "p.csv", "none of the model's genes")],
 )  # fmt: skip
 def test_malformed_profiles_are_422(client: TestClient, data: bytes, name: str, fragment: str):
     _error(_score(client, data, name), 422, fragment)
+
+
+def test_too_many_profiles_is_422(client: TestClient) -> None:
+    body = {"profiles": [{"sample_id": f"S{i}", "expression": {"TP53": 1.0}} for i in range(6)]}
+    r = client.post(f"/api/models/{EXPRESSION_NAME}/score", json=body, headers=AUTH)
+    _error(r, 422, "6 profiles in one request; the limit is 5")
 
 
 def test_unknown_model_is_404_with_hint(client: TestClient, profile_csv: bytes) -> None:

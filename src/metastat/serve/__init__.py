@@ -5,12 +5,19 @@
 attention heatmaps and the cohort report plots. Research use only.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from metastat.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["ServeSettings", "create_app"]
 
 
-def create_app(settings: ServeSettings):
+def create_app(settings: ServeSettings) -> FastAPI:
     """Build the FastAPI application (see :func:`metastat.serve.app.create_app`)."""
     from metastat.serve.app import create_app as _create
 

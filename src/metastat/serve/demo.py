@@ -46,7 +46,7 @@ def build_expression_model(out: Path, *, model: str = "coxnet", n_genes: int = 2
     return save_model(est, out, info=info)
 
 
-def build_run(out: Path, *, model: str = "coxnet", n_splits: int = 3, n_boot: int = 50) -> Path:
+def build_run(out: Path, *, model: str = "coxnet", n_splits: int = 3, n_boot: int = 20) -> Path:
     """A cross-validated evaluation run folder (predictions, metrics, run metadata)."""
     from metastat.data.registry import load_dataset
     from metastat.expression.validate import cross_validate
@@ -80,15 +80,31 @@ def build_mil_checkpoint(
 
 
 def build_demo(models_dir: Path, *, run: bool = True, mil: bool = True) -> Path:
-    """Write the demo models directory (skips entries that already exist)."""
+    """Write the demo models directory; entries already there are kept.
+
+    An exclusive lock on ``models_dir/.lock`` lets parallel processes (pytest-xdist workers)
+    share one directory: the first builds, the others wait and reuse it.
+    """
+    import fcntl
+
     models_dir.mkdir(parents=True, exist_ok=True)
-    if not (models_dir / EXPRESSION_NAME / "manifest.json").exists():
-        build_expression_model(models_dir / EXPRESSION_NAME)
-    if run and not (models_dir / RUN_NAME / "run.json").exists():
-        build_run(models_dir / RUN_NAME)
-    if mil and not (models_dir / MIL_NAME / "mil.json").exists():
-        build_mil_checkpoint(models_dir / MIL_NAME)
+    with open(models_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (models_dir / EXPRESSION_NAME / "manifest.json").exists():
+            build_expression_model(models_dir / EXPRESSION_NAME)
+        if run and not (models_dir / RUN_NAME / "run.json").exists():
+            build_run(models_dir / RUN_NAME)
+        if mil and not (models_dir / MIL_NAME / "mil.json").exists():
+            build_mil_checkpoint(models_dir / MIL_NAME)
     return models_dir
+
+
+def shared_demo_dir(basetemp: Path) -> Path:
+    """Where test workers share the demo models: above the per-worker temp dir under xdist."""
+    import os
+
+    root = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    return root / "metastat-serve-demo-models"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -81,7 +81,7 @@ def model(name: str, p: PortalDep) -> dict[str, Any]:
 def km(name: str, p: PortalDep) -> dict[str, Any]:
     """KM curves of the model's training cohort by its low / high risk groups."""
     entry = p.registry.get(name, "expression")
-    return p.cached(f"km:{name}", lambda: training_km(entry.model, entry.manifest))
+    return p.cached(f"km:{name}", lambda: training_km(entry.model, entry.manifest, p.registry.runs))
 
 
 async def _profile_bytes(request: Request) -> tuple[bytes, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import threading
 import time
 import uuid
@@ -105,6 +106,7 @@ class SlideService:
         self._dz: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metastat-slide")
+        self._restore()
 
     # -- registration -----------------------------------------------------------------------
     def register_path(self, path_text: str) -> SlideRecord:
@@ -204,6 +206,7 @@ class SlideService:
         except Exception as exc:  # a job must never take the worker down
             job.error, job.status = f"internal error ({type(exc).__name__})", "failed"
         job.finished = time.time()
+        self._save(job, record)
         self.audit.write(
             "slide_result", job_id=job.job_id, slide_id=job.slide_id, model=job.model,
             status=job.status, error=job.error, probability=job.result.get("probability"),
@@ -261,6 +264,35 @@ class SlideService:
             },
             "top_tiles": tiles,
         }
+
+    # -- persistence: finished jobs survive a restart ----------------------------------------
+    def _save(self, job: Job, record: SlideRecord) -> None:
+        from metastat.atomic import atomic_write
+
+        folder = self.out / "jobs" / job.job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "job": job.public() | {"files": {k: str(v) for k, v in job.files.items()}},
+            "slide": {**record.public(), "path": str(record.path)},  # server-side only
+        }
+        atomic_write(folder / "job.json", json.dumps(state, default=str))
+
+    def _restore(self) -> None:
+        for path in sorted((self.out / "jobs").glob("*/job.json")):
+            try:
+                state = json.loads(path.read_text())
+                j, sl = state["job"], state["slide"]
+                record = SlideRecord(
+                    sl["slide_id"], Path(sl["path"]), sl["source"], tuple(sl["dimensions_px0"]),
+                    sl["mpp"],
+                )  # fmt: skip
+                files = {k: Path(v) for k, v in j.pop("files").items()}
+                job = Job(**j, files=files)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a damaged record is skipped; its outputs stay on disk
+            if record.path.exists():
+                self._slides[record.slide_id] = record
+            self._jobs[job.job_id] = job
 
     def job_file(self, job_id: str, key: str) -> Path:
         """A private output file of a finished job (overlay, tiles, GeoJSON)."""
