@@ -16,7 +16,7 @@ import pandas as pd
 
 from metastat.data.cohort import expression_frame, make_cohort
 from metastat.data.genes import collapse_genes
-from metastat.data.tables import check_unique_ids, read_table
+from metastat.data.tables import read_table
 from metastat.errors import InputError
 from metastat.expression.model import RiskModel
 
@@ -110,22 +110,8 @@ def parse_profile(data: bytes, suffix: str) -> pd.DataFrame:
 
 
 def _expression(frame: pd.DataFrame) -> pd.DataFrame:
-    """Samples x gene symbols, validated like a cohort.
-
-    Fast path for the common upload (unique gene columns, all numeric, e.g. JSON numbers): the
-    cohort builder's per-column validation costs ~70 ms for 1,000 genes, far more than scoring.
-    """
-    numeric = {t.kind for t in set(frame.dtypes)} <= set("iuf")
-    if not (numeric and frame.columns.is_unique and frame.shape[1]):
-        return expression_frame(collapse_genes(make_cohort(frame, name="upload"), "symbol"))
-    check_unique_ids(frame.index, "uploaded profile")
-    values = frame.to_numpy(dtype=np.float64)
-    if np.isinf(values).any():
-        i, j = map(int, np.argwhere(np.isinf(values))[0])
-        raise InputError(f"uploaded profile: infinite value for gene {frame.columns[j]!r}, "
-                         f"sample {frame.index[i]!r}")  # fmt: skip
-    ids = pd.Index(frame.index.astype(str), name="sample_id")
-    return pd.DataFrame(values, index=ids, columns=[str(c) for c in frame.columns])
+    """Samples x gene symbols, validated like any cohort (ids, numbers, duplicate genes)."""
+    return expression_frame(collapse_genes(make_cohort(frame, name="upload"), "symbol"))
 
 
 def score_profiles(
@@ -149,6 +135,7 @@ def score_profiles(
         "genes_used": len(genes_in),
         "genes_imputed": len(missing),
         "missing_genes": [str(g) for g in missing[:50]],
+        "warnings": model.preprocessor_.check_scale(x),
         "predictions": [
             {
                 "sample_id": str(sid),
