@@ -138,3 +138,13 @@ def test_real_tcga_bags_predict_and_heatmap(tmp_path: Path, bag_path: Path) -> N
             out_dir=tmp_path / "hm2",
             where=str(bag_path),
         )
+
+
+def test_platt_calibration_stays_finite_on_separable_validation() -> None:
+    from metastat.mil.infer import fit_calibration
+
+    lv = np.c_[np.zeros(10), np.r_[np.linspace(-8, -2, 5), np.linspace(2, 8, 5)]]
+    cal = fit_calibration(Head("binary"), lv, np.r_[np.zeros(5), np.ones(5)], lv, None, None)
+    assert cal["method"] == "platt" and 0 < cal["slope"] < 5
+    p = outputs(lv, Head("binary", calibration=cal))["prob"]
+    assert p.between(0.01, 0.99).all() and p.is_monotonic_increasing

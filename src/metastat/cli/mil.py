@@ -170,10 +170,8 @@ def _bags(manifest: Path | None, features: Path | None, bags: list[Path] | None)
         paths += list_bags(features, include_external=True)
     if not paths:
         raise InputError("nothing to score: pass --manifest, --features DIR or bag files")
-    from metastat.slides.store import _external_slide_id
-
-    ids = [_external_slide_id(Path(p)) for p in paths]
-    return pd.DataFrame({"slide_id": ids, "patient_id": ids, "path": [str(p) for p in paths]})
+    # ids come from the bags themselves (each slide is its own patient)
+    return pd.DataFrame({"slide_id": None, "patient_id": None, "path": [str(p) for p in paths]})
 
 
 @app.command()
@@ -188,7 +186,11 @@ def predict(
         "-o",
         help="Output CSV (slide level); patient-level rows go to <out>_patients.csv.",
     ),
-    aggregate: str = typer.Option("mean", help="Slide -> patient aggregation: mean or max."),
+    aggregate: str = typer.Option(
+        None,
+        help="Slide -> patient: pooled (model on all the patient's tiles; default for "
+        "patient-unit models), mean or max of slide predictions.",
+    ),
 ) -> None:
     """Slide -> calibrated probability / risk; patient -> aggregated probability."""
     from metastat.atomic import atomic_write
@@ -197,13 +199,19 @@ def predict(
     from metastat.mil.infer import aggregate_patients, outputs, predict_logits
     from metastat.slides.store import load_bag
 
-    if aggregate not in {"mean", "max"}:
-        raise InputError(f"--aggregate must be mean or max, got {aggregate!r}")
     ckpt = load_checkpoint(model)
+    if aggregate is None:
+        unit = ckpt.meta.get("config", {}).get("unit", "patient")
+        aggregate = "pooled" if unit == "patient" else "mean"
+    if aggregate not in {"pooled", "mean", "max"}:
+        raise InputError(f"--aggregate must be pooled, mean or max, got {aggregate!r}")
     table = _bags(manifest, features, bags)
     feats = []
-    for sid, path in zip(table["slide_id"], table["path"], strict=True):
+    for i, path in enumerate(table["path"]):
         bag = load_bag(path)
+        if table.loc[i, "slide_id"] is None:
+            table.loc[i, ["slide_id", "patient_id"]] = bag.slide_id
+        sid = str(table.loc[i, "slide_id"])
         x = check_features(bag.features, sid, str(path))
         ckpt.check_bag(sid, x.shape[1], bag.encoder, str(path))
         feats.append(x)
@@ -213,7 +221,7 @@ def predict(
     res["n_tiles"] = [len(f) for f in feats]
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, res.to_csv(index=False))
-    pat = aggregate_patients(res, aggregate)
+    pat = aggregate_patients(res, aggregate, model=ckpt.model, head=ckpt.head, bags=feats)
     pat_path = out.with_name(out.stem + "_patients.csv")
     atomic_write(pat_path, pat.to_csv(index=False))
     typer.echo(res[["slide_id", "patient_id", "prob", "risk", "n_tiles"]].to_string(index=False))

@@ -200,7 +200,7 @@ def slide_heatmap(
     pct = percentile_scores(scores)
     tile = int(tile_size_px0 or _infer_tile(coords))
     xy = canvas_coords(np.asarray(coords, np.int64), tile)
-    reader, thumb = None, None
+    reader, thumb, draw = None, None, xy
     if slide_path is not None:
         from metastat.slides import open_slide
 
@@ -208,11 +208,12 @@ def slide_heatmap(
         size0 = reader.dimensions_px0
         thumb = reader.thumbnail(1600)
         hw = thumb.shape[:2]
-    else:
-        size0 = (int(xy[:, 0].max()) + tile, int(xy[:, 1].max()) + tile)
+    else:  # canvas: the tiles' bounding box (GeoJSON and tables keep level-0 coordinates)
+        draw = xy - xy.min(axis=0)
+        size0 = (int(draw[:, 0].max()) + tile, int(draw[:, 1].max()) + tile)
         scale = min(1.0, 1600 / max(size0))
         hw = (max(1, round(size0[1] * scale)), max(1, round(size0[0] * scale)))
-    grid = rasterise(xy, tile, pct, size0, hw)
+    grid = rasterise(draw, tile, pct, size0, hw)
     stem = out / slide_id
     label = "attention percentile" if method == "attention" else "attention x gradient pct."
     title = f"{slide_id}: {ckpt.name} {method}, p={prob:.2f}" + (

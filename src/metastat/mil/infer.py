@@ -73,11 +73,17 @@ def fit_calibration(
     time_train: np.ndarray | None,
     event_train: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Platt scaling on the validation bags (binary), Breslow baseline hazard (Cox)."""
+    """Platt scaling on the validation bags (binary), Breslow baseline hazard (Cox).
+
+    Platt's smoothed targets ((n+ + 1) / (n+ + 2), 1 / (n- + 2)) keep the fit finite when the
+    validation bags are perfectly separated, which small validation splits often are.
+    """
     if head.task == "binary" and label_val is not None:
         y = np.asarray(label_val, dtype=float)
         if len(y) >= 8 and 0 < y.sum() < len(y):
-            beta = logistic_fit(_score(logits_val, head), y, np.zeros(len(y)), slope=True)
+            n_pos, n_neg = y.sum(), len(y) - y.sum()
+            soft = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+            beta = logistic_fit(_score(logits_val, head), soft, np.zeros(len(y)), slope=True)
             if np.all(np.isfinite(beta)) and beta[1] > 0:
                 return {"method": "platt", "intercept": float(beta[0]), "slope": float(beta[1])}
     if head.task == "survival" and head.survival_loss == "cox" and time_train is not None:
@@ -123,9 +129,23 @@ def outputs(logits: np.ndarray, head: Head) -> pd.DataFrame:
     return out
 
 
-def aggregate_patients(slides: pd.DataFrame, how: str = "mean") -> pd.DataFrame:
-    """Patient-level rows from slide-level ``risk``/``prob`` (mean or max over slides)."""
-    agg = slides.groupby("patient_id", sort=False).agg(
-        risk=("risk", how), prob=("prob", how), n_slides=("slide_id", "size")
-    )
-    return agg.reset_index()
+def aggregate_patients(
+    slides: pd.DataFrame,
+    how: str = "mean",
+    *,
+    model: nn.Module | None = None,
+    head: Head | None = None,
+    bags: Sequence[np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Patient-level rows: ``pooled`` runs the model on each patient's tiles of all slides
+    together (as patient-unit models were trained); ``mean`` / ``max`` aggregate slide rows."""
+    groups = slides.groupby("patient_id", sort=False)
+    if how != "pooled":
+        agg = groups.agg(risk=("risk", how), prob=("prob", how), n_slides=("slide_id", "size"))
+        return agg.reset_index()
+    assert model is not None and head is not None and bags is not None
+    pooled = [np.concatenate([bags[i] for i in idx]) for idx in groups.indices.values()]
+    out = outputs(predict_logits(model, pooled), head)
+    out.insert(0, "patient_id", list(groups.indices))
+    out["n_slides"] = [len(idx) for idx in groups.indices.values()]
+    return out

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metastat.errors import ValidationError
 from metastat.evaluate.splits import Split, patient_kfold, train_validation_split
 from metastat.evaluate.summary import compare, metrics_json, summarise
 from metastat.mil.bags import MILData, Targets, collate, subsample
@@ -292,7 +291,8 @@ def cross_validate(
     return predictions, summary
 
 
-def _long_for(pred: pd.DataFrame, classes: list[str] | None, cls: str | None) -> pd.DataFrame:
+def _one_vs_rest(pred: pd.DataFrame, cls: str | None) -> pd.DataFrame:
+    """The predictions as a binary problem ``label == cls`` (unchanged when ``cls`` is None)."""
     if cls is None:
         return pred
     d = pred.copy()
@@ -304,12 +304,7 @@ def _long_for(pred: pd.DataFrame, classes: list[str] | None, cls: str | None) ->
 
 def summarise_cv(predictions: pd.DataFrame, config: MILConfig, names: list[str]) -> dict[str, Any]:
     """Per-seed metrics (mean +/- sd) and paired bootstrap comparisons against the baseline."""
-    multiclass = "label" in predictions and f"prob_{predictions['label'].iloc[0]}" in predictions
-    targets = (
-        [None]
-        if not multiclass or config.task != "multiclass"
-        else sorted(predictions["label"].unique())
-    )
+    targets = [None] if config.task != "multiclass" else sorted(predictions["label"].unique())
     out: dict[str, Any] = {
         "models": names,
         "seeds": config.seeds,
@@ -318,7 +313,7 @@ def summarise_cv(predictions: pd.DataFrame, config: MILConfig, names: list[str])
         "compare": {},
     }
     for cls in targets:
-        d = _long_for(predictions, None, cls)
+        d = _one_vs_rest(predictions, cls)
         tag = "" if cls is None else f"class_{cls}_"
         for name in names:
             per_seed = []
@@ -352,12 +347,6 @@ def summarise_cv(predictions: pd.DataFrame, config: MILConfig, names: list[str])
                 {f"{tag}{k}": v for k, v in metrics_json(est).items()}
             )
     return out
-
-
-def check_cohort(data: MILData, config: MILConfig) -> None:
-    """Raise early if the cohort cannot support the requested CV."""
-    if len(data) < 2 * config.n_splits:
-        raise ValidationError(f"only {len(data)} bags for {config.n_splits}-fold CV")
 
 
 def train_final(config: MILConfig, data: MILData) -> FitResult:
