@@ -165,3 +165,39 @@ def test_errors(tmp_path) -> None:
     assert isinstance(res.exception, InputError) and "unknown dataset" in str(res.exception)
     res = runner.invoke(app, ["fusion", "evaluate", "-d", "breast_nki", "-o", "dmfs", "-m", "lat"])
     assert "Did you mean 'late'" in str(res.exception)
+
+
+def test_fit_with_generator_fills_missing_expression(tmp_path) -> None:
+    h5py = pytest.importorskip("h5py")
+    args = _files(tmp_path)
+    b = make_paired_benchmark(100, n_genes=30, n_programs=3, tile_dim=8, tiles=(5, 10), seed=2)
+    (tmp_path / "bags").mkdir()
+    for pid, bag in zip(b.data.ids, b.data.histology, strict=True):
+        with h5py.File(tmp_path / "bags" / f"{pid}.h5", "w") as h5:
+            h5["features"] = bag
+            h5["coords"] = np.zeros((len(bag), 2), dtype=np.int64)
+    res = runner.invoke(
+        app,
+        [
+            "fusion",
+            "fit",
+            "-o",
+            "relapse",
+            *args,
+            "--histology",
+            str(tmp_path / "bags"),
+            "--generator",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    clin = str(tmp_path / "clinical.csv")
+    new = ["fusion", "predict", "-m", str(tmp_path / "m"), "--clinical", clin, "--histology",
+           str(tmp_path / "bags"), "--json"]  # fmt: skip
+    preds = json.loads(runner.invoke(app, new).output)["predictions"]
+    assert all(p["expression_generated"] for p in preds)
+    assert {p["modalities"] for p in preds} == {"clinical+expression+histology"}
+    preds = json.loads(runner.invoke(app, [*new, "--no-generate"]).output)["predictions"]
+    assert {p["modalities"] for p in preds} == {"clinical+histology"}
+    assert not any(p["expression_generated"] for p in preds)

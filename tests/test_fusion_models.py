@@ -138,7 +138,8 @@ def test_late_fusion_round_trip(tmp_path, split) -> None:
 
 def test_neural_fusion_round_trip(tmp_path, split, bench) -> None:
     train, test = split
-    model = NeuralFusion("coattention", gene_sets=bench.gene_sets, **FAST).fit(train)
+    model = NeuralFusion("coattention", n_gene_sets=5, **FAST).fit(train)  # k-means gene sets
+    assert len(model.gene_index_) == 5
     save_fusion(model, tmp_path / "nn", info={"outcome": "x"})
     again, _ = load_fusion(tmp_path / "nn")
     for data in (test, test.without("histology")):

@@ -156,6 +156,12 @@ def fit(
     model: str = typer.Option(
         "late", "--model", "-m", help="late, concat, gated, kronecker or coattention."
     ),
+    generator: bool = typer.Option(
+        False,
+        "--generator",
+        help="Also fit a ridge generator of expression from histology, saved with the model; "
+        "predict then fills in missing expression from slides (marked generated).",
+    ),
     seed: int = SeedOpt,
     horizon: str | None = HorizonOpt,
 ) -> None:
@@ -189,6 +195,11 @@ def fit(
         "present": data.present.sum().astype(int).to_dict(),
         "seed": seed,
     }
+    if generator:
+        from metastat.fusion.generate import RidgeGenerator, save_ridge
+
+        save_ridge(RidgeGenerator(seed=seed).fit_set(data), out / "generator")  # type: ignore[arg-type]
+        info["generator"] = "generator"
     save_fusion(est, out, info=info)
     typer.echo(f"saved {model} fusion of {data.modalities} to {out}")
 
@@ -209,10 +220,16 @@ def predict(
     expression: Path | None = ExprOpt,
     histology: Path | None = HistOpt,
     drop: list[str] | None = DropOpt,
+    generate: bool = typer.Option(
+        True,
+        "--generate/--no-generate",
+        help="Fill in missing expression from histology when the model has a generator.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Write predictions CSV here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Score patients with whatever modalities each has; every row says which modalities it used."""
+    """Score patients with whatever modalities each has; every row says which modalities it used
+    and whether its expression was generated from the slide."""
     from metastat.fusion.inputs import multimodal_from_options, prediction_set
     from metastat.fusion.persist import load_fusion
 
@@ -233,6 +250,13 @@ def predict(
         )
     if drop:
         data = data.without(*drop)
+    if manifest.get("generator") and generate and data.histology is not None:
+        from metastat.fusion.generate import fill_expression, load_ridge
+
+        gen = load_ridge(model_dir / manifest["generator"])
+        if data.expression is None:  # no expression table given: every patient may need one
+            data = data.with_gene_columns(gen.genes_)
+        data = fill_expression(data, gen)
     frame = model.predict_frame(data)
     frame["risk_group"] = np.where(frame["high_risk"], "high", "low")
     frame.loc[frame["modalities"] == "", "risk_group"] = "unknown (no modality)"

@@ -15,14 +15,19 @@ which marks those patients' expression as generated.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.numpy import load_file, save_file
 from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from torch import nn
 
-from metastat.errors import InputError, UnknownNameError, did_you_mean
+from metastat.atomic import atomic_write
+from metastat.errors import InputError, ModelError, UnknownNameError, did_you_mean
 from metastat.evaluate.splits import patient_kfold
 from metastat.fusion.modalities import MultimodalSet, single_thread
 
@@ -216,3 +221,53 @@ def generation_cv(
         pred = pd.concat(preds)
         out[name] = per_gene_correlation(d.expression.loc[pred.index, pred.columns], pred)  # type: ignore[union-attr]
     return pd.DataFrame(out)
+
+
+def save_ridge(gen: RidgeGenerator, path: str | Path) -> Path:
+    """Save a fitted ridge generator (JSON genes + safetensors arrays, no pickle)."""
+    if not isinstance(gen, RidgeGenerator):
+        raise InputError("only the ridge generator can be saved with a fusion model.")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "coef": gen.model_.coef_,
+        "intercept": np.atleast_1d(gen.model_.intercept_),
+        "x_mean": gen.x_mean_,
+        "x_sd": gen.x_sd_,
+        "y_mean": gen.y_mean_,
+        "y_sd": gen.y_sd_,
+    }
+    save_file(
+        {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()},
+        out / "generator.safetensors",
+    )
+    meta = {
+        "format": "metastat.fusion.ridge_generator/1",
+        "genes": gen.genes_,
+        "alpha": float(gen.model_.alpha_),
+    }
+    atomic_write(out / "generator.json", json.dumps(meta))
+    return out
+
+
+class _Linear:
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray) -> None:
+        self.coef_, self.intercept_ = coef, intercept
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef_.T + self.intercept_
+
+
+def load_ridge(path: str | Path) -> RidgeGenerator:
+    """Load a ridge generator saved by :func:`save_ridge`."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / "generator.json").read_text())
+        a = load_file(str(path / "generator.safetensors"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read the expression generator ({exc}).") from exc
+    gen = RidgeGenerator()
+    gen.genes_ = list(meta["genes"])
+    gen.model_ = _Linear(a["coef"], a["intercept"])  # type: ignore[assignment]
+    gen.x_mean_, gen.x_sd_, gen.y_mean_, gen.y_sd_ = a["x_mean"], a["x_sd"], a["y_mean"], a["y_sd"]
+    return gen

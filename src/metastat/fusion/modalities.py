@@ -108,6 +108,13 @@ class MultimodalSet:
         gen[rows] = True
         return replace(self, expression=expr, present=present, generated=gen)
 
+    def with_gene_columns(self, genes: list[str]) -> MultimodalSet:
+        """An all-absent expression table over ``genes`` (to be filled in by a generator)."""
+        empty = pd.DataFrame(np.nan, index=self.ids, columns=list(genes))
+        present = self.present.copy()
+        present["expression"] = False
+        return replace(self, expression=empty, present=present)
+
     def pooled_histology(self, dim: int | None = None) -> pd.DataFrame:
         """Mean tile feature per patient (NaN rows where histology is absent)."""
         bags = self.histology or [None] * len(self)
