@@ -178,7 +178,7 @@ def test_failed_write_never_leaves_a_complete_looking_file(
     def boom(*a: object, **k: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "_fsync_dir", boom)  # fail after the data, before the marker
+    monkeypatch.setattr(store, "atomic_write", boom)  # fail after the data, before the marker
     r = process_slide(SlideJob(slides / "s0.tiff", "s0"), tmp_path, config)
     assert r.status == "failed" and "disk full" in r.error
     assert list_bags(tmp_path / "features") == []

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
-from metastat.slides.store import set_default_mode
+from metastat.atomic import atomic_path
 from metastat.slides.tiling import TileGrid
 from metastat.slides.tissue import TissueMask
 
@@ -78,18 +77,7 @@ def render_qc(
 
 
 def save_png_atomic(image: Image.Image, path: str | os.PathLike[str]) -> Path:
-    """Save a PNG via a temp file in the same folder and an atomic rename."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", optimize=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        set_default_mode(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """Save a PNG atomically (temp file in the same folder, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", optimize=False)
+    return Path(path)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from metastat.atomic import atomic_write
 from metastat.errors import InputError
 from metastat.slides.pipeline import ProcessConfig, SlideJob, SlideResult, process_slide
-from metastat.slides.store import write_text_atomic
 
 #: File extensions OpenSlide / tiffslide read (DICOM folders: list the .dcm file in a manifest).
 SLIDE_EXTENSIONS = frozenset(
@@ -273,5 +273,5 @@ def run_cohort(
         versions=run_metadata(),
         slides=[r.to_dict() for r in ordered],
     )
-    write_text_atomic(out / "run_summary.json", summary.to_json())
+    atomic_write(out / "run_summary.json", summary.to_json())
     return summary

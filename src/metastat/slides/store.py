@@ -22,7 +22,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import h5py
 import numpy as np
 
 from metastat import __version__
+from metastat.atomic import atomic_path, atomic_write
 from metastat.slides.errors import FeatureStoreError
 
 FORMAT = "metastat-features/1"
@@ -81,46 +81,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not supported on every platform/filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def set_default_mode(path: str | os.PathLike[str]) -> None:
-    """Give a temp file (created 0600) the permissions a normal file would get (umask)."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        set_default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def write_features(
     path: str | os.PathLike[str],
     *,
@@ -143,33 +103,21 @@ def write_features(
         )
     marker = marker_path(out)
     marker.unlink(missing_ok=True)  # an old marker must never vouch for a new file
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("features", data=feats.astype(np.float16), chunks=True)
-            h5.create_dataset("coords", data=coords)
-            h5.create_dataset("coords_um", data=coords.astype(np.float64) * float(mpp))
-            h5.create_dataset("tissue_fraction", data=np.asarray(tissue_fraction, np.float32))
-            meta = {
-                "format": FORMAT,
-                "slide_id": slide_id,
-                "mpp": float(mpp),
-                "metastat_version": __version__,
-                "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                **{k: v for k, v in attrs.items() if v is not None},
-            }
-            for key, value in meta.items():
-                h5.attrs[key] = value
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        set_default_mode(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(out.parent)
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("features", data=feats.astype(np.float16), chunks=True)
+        h5.create_dataset("coords", data=coords)
+        h5.create_dataset("coords_um", data=coords.astype(np.float64) * float(mpp))
+        h5.create_dataset("tissue_fraction", data=np.asarray(tissue_fraction, np.float32))
+        meta = {
+            "format": FORMAT,
+            "slide_id": slide_id,
+            "mpp": float(mpp),
+            "metastat_version": __version__,
+            "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            **{k: v for k, v in attrs.items() if v is not None},
+        }
+        for key, value in meta.items():
+            h5.attrs[key] = value
     record = {
         "format": FORMAT,
         "file": out.name,
@@ -179,7 +127,7 @@ def write_features(
         "fingerprint": fingerprint,
         "metastat_version": __version__,
     }
-    write_text_atomic(marker, json.dumps(record, indent=2))
+    atomic_write(marker, json.dumps(record, indent=2))
     return out
 
 
