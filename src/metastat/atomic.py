@@ -63,3 +63,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def save_arrays(path: str | os.PathLike[str], arrays: dict, *, float64: bool = True) -> None:
+    """Save numpy arrays as safetensors atomically (float64 unless ``float64=False``)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    data = {
+        k: np.ascontiguousarray(v, dtype=np.float64 if float64 else None) for k, v in arrays.items()
+    }
+    with atomic_path(path) as tmp:
+        save_file(data, str(tmp))

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 from sklearn.base import BaseEstimator
 
 from metastat import __version__
-from metastat.atomic import atomic_write
+from metastat.atomic import atomic_write, save_arrays
 from metastat.errors import ModelError
 from metastat.expression.combat import ComBat
 from metastat.expression.model import RiskModel
@@ -81,9 +81,7 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
     if model.cox_slope_ is not None:
         arrays["base_times"] = model.base_times_
         arrays["base_cumhaz"] = model.base_cumhaz_
-    tmp = out / f".{ARRAYS}.tmp"
-    save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}, tmp)
-    tmp.replace(out / ARRAYS)
+    save_arrays(out / ARRAYS, arrays)
     manifest = {
         "format": FORMAT,
         "metastat": __version__,

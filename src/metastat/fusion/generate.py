@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from torch import nn
 
-from metastat.atomic import atomic_write
+from metastat.atomic import atomic_write, save_arrays
 from metastat.errors import InputError, ModelError, UnknownNameError, did_you_mean
 from metastat.evaluate.splits import patient_kfold
 from metastat.fusion.modalities import MultimodalSet, single_thread
@@ -237,10 +237,7 @@ def save_ridge(gen: RidgeGenerator, path: str | Path) -> Path:
         "y_mean": gen.y_mean_,
         "y_sd": gen.y_sd_,
     }
-    save_file(
-        {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()},
-        out / "generator.safetensors",
-    )
+    save_arrays(out / "generator.safetensors", arrays)
     meta = {
         "format": "metastat.fusion.ridge_generator/1",
         "genes": gen.genes_,

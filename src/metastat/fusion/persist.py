@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from metastat import __version__
-from metastat.atomic import atomic_write
+from metastat.atomic import atomic_write, save_arrays
 from metastat.clinical.encoder import ClinicalEncoder
 from metastat.errors import ModelError
 from metastat.expression.persist import LinearLearner, load_model, save_model
@@ -104,9 +104,7 @@ def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | Non
             "horizon": st.horizon,
             "ridge": st.ridge,
         }
-    tmp = out / f".{ARRAYS}.tmp"
-    save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}, tmp)
-    tmp.replace(out / ARRAYS)
+    save_arrays(out / ARRAYS, arrays)
     manifest = {
         "format": FORMAT,
         "metastat": __version__,

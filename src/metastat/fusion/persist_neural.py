@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.numpy import load_file as load_np
-from safetensors.numpy import save_file as save_np
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
 from metastat import __version__
-from metastat.atomic import atomic_write
+from metastat.atomic import atomic_path, atomic_write, save_arrays
 from metastat.clinical.encoder import ClinicalEncoder
 from metastat.errors import ModelError
 from metastat.expression.preprocess import ExpressionPreprocessor
@@ -73,12 +72,9 @@ def save_neural(
             state["gene_index"] = model.gene_index_
     if "histology" in model.mods_:
         arrays["tile_mean"], arrays["tile_sd"] = model.tile_mean_, model.tile_sd_
-    tmp = out / f".{ARRAYS}.tmp"
-    save_np({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}, tmp)
-    tmp.replace(out / ARRAYS)
-    tmp = out / f".{WEIGHTS}.tmp"
-    save_torch({k: v.contiguous() for k, v in model.net_.state_dict().items()}, tmp)
-    tmp.replace(out / WEIGHTS)
+    save_arrays(out / ARRAYS, arrays)
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_torch({k: v.contiguous() for k, v in model.net_.state_dict().items()}, str(tmp))
     manifest = {
         "format": FORMAT,
         "metastat": __version__,

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from metastat import __version__
-from metastat.atomic import atomic_write
+from metastat.atomic import atomic_path, atomic_write
 from metastat.errors import ModelError
 from metastat.mil.infer import Head
 from metastat.mil.models import ModelSpec, build_model
@@ -69,9 +69,8 @@ def save_checkpoint(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp), metadata={"format": FORMAT, "model": name})
-    tmp.replace(out / WEIGHTS)
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT, "model": name})
     meta = {
         "format": FORMAT,
         "model": name,

@@ -36,7 +36,7 @@ def write_report(
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     from metastat import __version__
-    from metastat.report.html import _fmt, _png, figures_of
+    from metastat.report.html import _png, figures_of, metric_rows
 
     run = Path(run_dir)
     for f in ("predictions.csv", "metrics.json", "run.json", "summary.json"):
@@ -45,16 +45,7 @@ def write_report(
     metrics = json.loads((run / "metrics.json").read_text())
     meta = json.loads((run / "run.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
-    rows = [
-        {
-            "name": k,
-            "model": _fmt(v),
-            "baseline": _fmt(metrics.get(f"baseline_{k}")),
-            "delta": _fmt(metrics.get(f"delta_{k}")),
-        }
-        for k, v in metrics.items()
-        if not k.startswith(("baseline_", "delta_"))
-    ]
+    rows = metric_rows(metrics)
     for name, vals in summary.get("mean_sd", {}).items():
         for k in ("auc", "c_index"):
             if k in vals:

@@ -31,6 +31,20 @@ def _fmt(v: dict | None) -> str:
     return f"{v['estimate']:.3f}{ci}"
 
 
+def metric_rows(metrics: dict) -> list[dict[str, str]]:
+    """Table rows (metric, model, baseline, paired difference) of a ``metrics.json``."""
+    return [
+        {
+            "name": k,
+            "model": _fmt(v),
+            "baseline": _fmt(metrics.get(f"baseline_{k}")),
+            "delta": _fmt(metrics.get(f"delta_{k}")),
+        }
+        for k, v in metrics.items()
+        if not k.startswith(("baseline_", "delta_"))
+    ]
+
+
 def figures_of(run_dir: Path) -> list[tuple[str, Figure]]:
     """The report's figures (title, figure) for a run folder."""
     pred = pd.read_csv(run_dir / "predictions.csv")
@@ -59,16 +73,7 @@ def write_report(run_dir: str | Path, out: str | Path, *, pdf: bool = False) -> 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     meta = json.loads((run_dir / "run.json").read_text())
     figs = figures_of(run_dir)
-    rows = [
-        {
-            "name": k,
-            "model": _fmt(v),
-            "baseline": _fmt(metrics.get(f"baseline_{k}")),
-            "delta": _fmt(metrics.get(f"delta_{k}")),
-        }
-        for k, v in metrics.items()
-        if not k.startswith(("baseline_", "delta_"))
-    ]
+    rows = metric_rows(metrics)
     if meta.get("kind") == "external":
         title = f"{meta['train']} -> {meta['test']}: {meta['outcome']}"
         summary = (
