@@ -299,9 +299,15 @@ class SlideReader:
             self._handle = _OPENERS[self._handle.name](self.path, self._cache_bytes)
             self._generation += 1
 
-    def _read_once(self, location_px0: tuple[int, int], level: int, size_px: tuple[int, int]):
-        assert self._handle is not None
-        h = self._handle
+    def _read_once(
+        self,
+        location_px0: tuple[int, int],
+        level: int,
+        size_px: tuple[int, int],
+        handle: _Handle | None = None,
+    ):
+        h = handle if handle is not None else self._handle
+        assert h is not None
         loc = (int(location_px0[0]), int(location_px0[1]))
         if h.name == "tiffslide":
             return h.obj.read_region(loc, level, size_px, as_array=True)
@@ -346,18 +352,24 @@ class SlideReader:
             out = np.full((h, w, 3), 255, np.uint8)
             out[top:bottom, left:right] = inner
             return out
-        last: Exception | None = None
-        for _attempt in range(2):
-            gen = self._generation
+        gen = self._generation
+        try:
+            return _to_rgb(self._read_once(location_px0, level, (w, h)))
+        except Exception as exc:  # reopen the handle: OpenSlide poisons it after one error
+            last: Exception = exc
+        try:
+            self._reopen(gen)
+            # Retry on a private fresh handle: the first failure may come from another thread's
+            # corrupt tile poisoning the shared handle, and only a region that fails on a clean
+            # handle of its own is unreadable.
+            assert self._handle is not None
+            private = _OPENERS[self._handle.name](self.path, self._cache_bytes)
             try:
-                return _to_rgb(self._read_once(location_px0, level, (w, h)))
-            except Exception as exc:  # reopen the handle: OpenSlide poisons it after one error
-                last = exc
-                try:
-                    self._reopen(gen)
-                except Exception as reopen_exc:
-                    last = reopen_exc
-                    break
+                return _to_rgb(self._read_once(location_px0, level, (w, h), private))
+            finally:
+                private.obj.close()
+        except Exception as exc:
+            last = exc
         raise SlideReadError(
             f"cannot read {w}x{h} px at level {level}, level-0 position {tuple(location_px0)} of "
             f"slide '{self.path.name}': {type(last).__name__}: {last}. The file is probably "
