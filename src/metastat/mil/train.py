@@ -9,6 +9,7 @@ drives early stopping and calibration. Results are a long predictions table over
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -283,6 +284,7 @@ def cross_validate(
                     print(
                         f"seed {seed} fold {split.fold} {name}: {len(res.history)} epochs, "
                         f"{res.seconds:.1f} s",
+                        file=sys.stderr,
                         flush=True,
                     )
     predictions = pd.concat(rows, ignore_index=True)
