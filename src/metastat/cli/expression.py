@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from metastat.cli._cohort_options import cohort_from_options
-from metastat.data.cohort import cohort_name, expression_frame, patients
+from metastat.data.cohort import expression_frame
 from metastat.data.genes import collapse_genes
-from metastat.data.outcomes import resolve_outcome
 from metastat.errors import InputError
 from metastat.expression.model import MODELS
 
@@ -199,10 +198,11 @@ def fit(
     ),
 ) -> None:
     """Fit a model on a whole cohort and save it (JSON manifest + safetensors, no pickle)."""
-    from metastat.expression.model import RiskModel
     from metastat.expression.persist import save_model
-    from metastat.expression.validate import _target, _usable, default_model
+    from metastat.expression.validate import fit_cohort
 
+    if scale not in ("train", "batch"):
+        raise InputError(f"--scale must be 'train' or 'batch', not {scale!r}.")
     cohort = cohort_from_options(
         dataset,
         expression,
@@ -214,30 +214,17 @@ def fit(
         time_col=time_col,
         time_unit=time_unit,
     )
-    cohort = collapse_genes(cohort, "symbol")
-    res = resolve_outcome(cohort, outcome, horizon=horizon)
-    mask = _usable(res, cohort_name(cohort))
-    name = model or default_model(res)
-    if scale not in ("train", "batch"):
-        raise InputError(f"--scale must be 'train' or 'batch', not {scale!r}.")
-    est = RiskModel(
-        name,
-        task=res.kind,
-        horizon=res.horizon,
+    est, info = fit_cohort(
+        cohort,
+        outcome,
+        model=model,
+        horizon=horizon,
         seed=seed,
-        scale=scale,  # type: ignore[arg-type]
+        scale=scale,
         signatures=_signatures(signature),
     )
-    est.fit(expression_frame(cohort)[mask], _target(res, mask), patients(cohort)[mask])
-    info = {
-        "training_cohort": cohort_name(cohort),
-        "outcome": outcome,
-        "n_train": int(mask.sum()),
-        "events": int(np.nansum(res.event[mask])),
-        "time_unit": res.time_unit,
-    }
     save_model(est, out, info=info)
-    typer.echo(f"saved {name} model ({len(est.preprocessor_.genes_)} genes) to {out}")
+    typer.echo(f"saved {est.model} model ({len(est.preprocessor_.genes_)} genes) to {out}")
 
 
 @app.command()

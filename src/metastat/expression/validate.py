@@ -120,6 +120,41 @@ def _meta(kind: str, seed: int, **extra: Any) -> dict[str, Any]:
     }
 
 
+def fit_cohort(
+    adata: ad.AnnData,
+    outcome_name: str,
+    *,
+    model: str | None = None,
+    horizon: str | float | None = None,
+    seed: int = 0,
+    **params: Any,
+) -> tuple[RiskModel, dict[str, Any]]:
+    """Fit ``model`` on every usable sample of a cohort (for saving and serving).
+
+    Returns the fitted model and the training facts stored in its manifest. ``params`` go to
+    :class:`RiskModel` (e.g. ``scale``, ``n_genes``, ``signatures``).
+    """
+    adata = collapse_genes(adata, "symbol")
+    outcome = resolve_outcome(adata, outcome_name, horizon=horizon)
+    mask = _usable(outcome, cohort_name(adata))
+    est = RiskModel(
+        model or default_model(outcome),
+        task=outcome.kind,
+        horizon=outcome.horizon,
+        seed=seed,
+        **params,
+    )
+    est.fit(expression_frame(adata)[mask], _target(outcome, mask), patients(adata)[mask])
+    info = {
+        "training_cohort": cohort_name(adata),
+        "outcome": outcome_name,
+        "n_train": int(mask.sum()),
+        "events": int(np.nansum(outcome.event[mask])),
+        "time_unit": outcome.time_unit,
+    }
+    return est, info
+
+
 def gene_importance(coefs: list[pd.Series]) -> pd.DataFrame | None:
     """Global gene importance over fitted folds: mean / sd of the standardised weight and the
     fraction of folds in which the gene had a non-zero weight (selection stability)."""

@@ -15,34 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 DATASET, OUTCOME = "gastric_acrg", "recurrence"
 EXPRESSION_NAME, RUN_NAME, MIL_NAME = "acrg_recurrence", "acrg_cv", "abmil_demo"
 
 
 def build_expression_model(out: Path, *, model: str = "coxnet", n_genes: int = 2000) -> Path:
     """Fit ``model`` on the whole ACRG cohort and save it to ``out``."""
-    from metastat.data.cohort import cohort_name, expression_frame, patients
-    from metastat.data.genes import collapse_genes
-    from metastat.data.outcomes import resolve_outcome
     from metastat.data.registry import load_dataset
-    from metastat.expression.model import RiskModel
     from metastat.expression.persist import save_model
-    from metastat.expression.validate import _target, _usable
+    from metastat.expression.validate import fit_cohort
 
-    cohort = collapse_genes(load_dataset(DATASET), "symbol")
-    res = resolve_outcome(cohort, OUTCOME)
-    mask = _usable(res, cohort_name(cohort))
-    est = RiskModel(model, task=res.kind, horizon=res.horizon, n_genes=n_genes, seed=0)
-    est.fit(expression_frame(cohort)[mask], _target(res, mask), patients(cohort)[mask])
-    info = {
-        "training_cohort": cohort_name(cohort),
-        "outcome": OUTCOME,
-        "n_train": int(mask.sum()),
-        "events": int(np.nansum(res.event[mask])),
-        "time_unit": res.time_unit,
-    }
+    est, info = fit_cohort(load_dataset(DATASET), OUTCOME, model=model, n_genes=n_genes)
     return save_model(est, out, info=info)
 
 
