@@ -27,16 +27,32 @@ from metastat.expression.heads import (
     LogisticCV,
     TreeSurvival,
 )
-from metastat.expression.preprocess import ExpressionPreprocessor
-from metastat.expression.signatures import Signature
+from metastat.expression.preprocess import ExpressionPreprocessor, Representation
+from metastat.expression.signatures import Signature, library_signatures
 from metastat.stats import breslow_cumhaz, cox_1d, cumhaz_at, logistic_fit
 
 #: model name -> (description, needs follow-up times)
 MODELS: dict[str, tuple[str, bool]] = {
-    "ensemble": ("signature ensemble: learned + module + given signatures, CoxNet stacking", True),
-    "ensemble_logistic": ("signature ensemble with elastic-net logistic stacking", False),
-    "coxnet": ("elastic-net Cox, (l1_ratio, alpha) by nested CV", True),
-    "logistic": ("elastic-net logistic on the binary status, C by nested CV", False),
+    "ensemble": (
+        "signature ensemble: learned + co-expression module + library signatures, "
+        "tuned elastic-net Cox stacking",
+        True,
+    ),
+    "ensemble_logistic": ("signature ensemble with tuned elastic-net logistic stacking", False),
+    "library": (
+        "signature library: the shipped published signatures and biological modules, "
+        "tuned elastic-net Cox stacking (nothing learned per gene)",
+        True,
+    ),
+    "library_logistic": ("signature library with tuned elastic-net logistic stacking", False),
+    "coxnet": (
+        "tuned elastic-net Cox: (l1_ratio, alpha) by inner patient-grouped CV on the C-index",
+        True,
+    ),
+    "logistic": (
+        "tuned elastic-net logistic on the binary status: C by inner patient-grouped CV on AUC",
+        False,
+    ),
     "gbs": ("gradient-boosted survival trees", True),
     "rsf": ("random survival forest", True),
     "signature": ("one published / user signature score", True),
@@ -59,9 +75,16 @@ def build_learner(
             "(use 'logistic', 'ensemble_logistic' or 'baseline_logistic')."
         )
     head = "cox" if survival else "logistic"
+    library = (*signatures, *library_signatures())
     return {
-        "ensemble": lambda: SignatureEnsemble(signatures, head="cox", seed=seed),
-        "ensemble_logistic": lambda: SignatureEnsemble(signatures, head="logistic", seed=seed),
+        "ensemble": lambda: SignatureEnsemble(library, head="cox", seed=seed),
+        "ensemble_logistic": lambda: SignatureEnsemble(library, head="logistic", seed=seed),
+        "library": lambda: SignatureEnsemble(
+            library, head="cox", n_learned=0, n_modules=0, seed=seed
+        ),
+        "library_logistic": lambda: SignatureEnsemble(
+            library, head="logistic", n_learned=0, n_modules=0, seed=seed
+        ),
         "coxnet": lambda: CoxNetCV(seed=seed),
         "logistic": lambda: LogisticCV(seed=seed),
         "gbs": lambda: TreeSurvival("gbs", seed=seed),
@@ -85,10 +108,14 @@ class RiskModel(BaseEstimator):
         quantile: bool = False,
         n_genes: int | None = 5000,
         scale: Literal["train", "batch"] = "train",
+        representation: Representation = "standardise",
         signatures: tuple[Signature, ...] = (),
         seed: int = 0,
+        n_interval: int = 200,
     ) -> None:
         self.model = model
+        self.representation = representation
+        self.n_interval = n_interval
         self.task = task
         self.horizon = horizon
         self.log = log
@@ -108,15 +135,18 @@ class RiskModel(BaseEstimator):
         """Fit on samples x genes ``x`` and a target from ``heads.make_target``."""
         has_time = not np.isnan(y["time"]).any()
         self.preprocessor_ = ExpressionPreprocessor(
-            log=self.log, quantile=self.quantile, n_genes=self.n_genes, scale=self.scale
+            log=self.log,
+            quantile=self.quantile,
+            n_genes=self.n_genes,
+            scale=self.scale,
+            representation=self.representation,
         )
         z = self.preprocessor_.fit_transform(x, batch=batch)
         self.learner_ = build_learner(
             self.model,
             seed=self.seed,
             signatures=self.signatures,
-            survival=has_time
-            and self.model not in ("logistic", "ensemble_logistic", "baseline_logistic"),
+            survival=has_time and MODELS.get(self.model, ("", True))[1],
         )
         self.learner_.fit(
             z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy(),
@@ -143,6 +173,59 @@ class RiskModel(BaseEstimator):
             self.base_times_, self.base_cumhaz_ = breslow_cumhaz(
                 self.cox_slope_ * oof[ok], y["time"][ok], y["event"][ok]
             )
+        self.interval_draws_ = self._calibration_draws(oof, y, has_time)
+
+    def _calibration_draws(self, oof: np.ndarray, y: np.ndarray, has_time: bool) -> np.ndarray:
+        """Bootstrap refits of the calibration map on the out-of-fold risks: rows (a, b) with
+        probability = link(a + b * risk) (logit for Platt, complementary log-log at the horizon
+        for Cox), the uncertainty of a patient's probability given its risk score."""
+        rng = np.random.default_rng(self.seed)
+        ok = np.isfinite(oof)
+        horizon = self.task == "survival" and self.horizon is not None and has_time
+        rows = np.flatnonzero(ok if horizon else ok & ~np.isnan(y["binary"]))
+        if self.n_interval <= 0 or rows.size < 10 or (not horizon and self.platt_ is None):
+            return np.empty((0, 2))
+        draws = []
+        for _ in range(self.n_interval):
+            b = rng.choice(rows, size=rows.size, replace=True)
+            if horizon:
+                slope = cox_1d(oof[b], y["time"][b], y["event"][b])
+                if not np.isfinite(slope):
+                    continue
+                t, h = breslow_cumhaz(slope * oof[b], y["time"][b], y["event"][b])
+                h0 = float(cumhaz_at(t, h, np.array([self.horizon]))[0])
+                if h0 > 0:
+                    draws.append((np.log(h0), slope))
+            elif np.unique(y["binary"][b]).size == 2:
+                a, s = logistic_fit(oof[b], y["binary"][b], np.zeros(b.size), slope=True)
+                draws.append((float(a), float(s)))
+        return np.asarray(draws, dtype=float).reshape(-1, 2)
+
+    @property
+    def interval_method(self) -> str:
+        """How ``probability_ci_low`` / ``probability_ci_high`` are computed."""
+        n = len(getattr(self, "interval_draws_", ()))
+        return (
+            f"95% percentile interval over {n} bootstrap refits of the probability calibration "
+            "on out-of-fold training risks; the gene weights are held fixed"
+        )
+
+    def probability_interval(self, risk: np.ndarray, level: float = 0.95) -> np.ndarray:
+        """(low, high) probability per sample from the calibration draws (NaN without them)."""
+        draws = getattr(self, "interval_draws_", np.empty((0, 2)))
+        if len(draws) < 20:
+            return np.full((len(risk), 2), np.nan)
+        lin = draws[:, :1] + draws[:, 1:] * np.asarray(risk, dtype=float)[None, :]
+        horizon = self.task == "survival" and self.horizon is not None
+        horizon = horizon and self.cox_slope_ is not None
+        probs = 1.0 - np.exp(-np.exp(lin)) if horizon else expit(lin)
+        q = (1 - level) / 2
+        return np.quantile(probs, [q, 1 - q], axis=0).T
+
+    @property
+    def platform_independent(self) -> bool:
+        """True when a profile is represented by its own within-sample ranks only."""
+        return self.preprocessor_.platform_independent
 
     def _risk(self, z: pd.DataFrame) -> np.ndarray:
         data = z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy()
@@ -172,10 +255,13 @@ class RiskModel(BaseEstimator):
     ) -> pd.DataFrame:
         """Risk, probability, risk group (and survival probabilities) per sample."""
         risk = self.predict(x, batch)
+        interval = self.probability_interval(risk)
         out = pd.DataFrame(
             {
                 "risk": risk,
                 "prob": self.probability(risk),
+                "probability_ci_low": interval[:, 0],
+                "probability_ci_high": interval[:, 1],
                 "high_risk": risk > self.risk_cut_,
                 "risk_percentile": np.searchsorted(self.train_risk_quantiles_, risk).clip(0, 100),
             },

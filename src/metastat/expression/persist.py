@@ -67,6 +67,9 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
         "mean": pre.mean_,
         "sd": pre.sd_,
         "risk_quantiles": np.asarray(model.train_risk_quantiles_, dtype=np.float64),
+        "interval_draws": np.asarray(
+            getattr(model, "interval_draws_", np.empty((0, 2))), dtype=np.float64
+        ).reshape(-1, 2),
     }
     if pre.quantile:
         arrays["reference"] = pre.reference_
@@ -90,6 +93,7 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
         "horizon": model.horizon,
         "seed": model.seed,
         "preprocessing": {
+            "representation": pre.representation,
             "log": bool(pre.log_),
             "quantile": pre.quantile,
             "scale": pre.scale,
@@ -103,6 +107,8 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
         "cox_slope": model.cox_slope_,
         "risk_cut": model.risk_cut_,
         "sample_shift_sd": pre.sample_shift_sd_,
+        "platform_independent": pre.platform_independent,
+        "interval_method": model.interval_method,
         "combat_batches": None if combat is None else combat.levels.tolist(),
         "sha256": hashlib.sha256((out / ARRAYS).read_bytes()).hexdigest(),
         **(info or {}),
@@ -134,6 +140,7 @@ def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
         quantile=p["quantile"],
         n_genes=p["n_genes"],
         scale=p["scale"],
+        representation=p.get("representation", "standardise"),
         seed=manifest["seed"],
     )
     pre = ExpressionPreprocessor(
@@ -142,6 +149,7 @@ def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
         n_genes=p["n_genes"],
         scale=p["scale"],
         max_missing_genes=p["max_missing_genes"],
+        representation=p.get("representation", "standardise"),
     )
     pre.log_ = p["log"]
     pre.genes_in_ = np.asarray(manifest["genes_in"], dtype=object)
@@ -167,4 +175,5 @@ def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
         model.base_times_, model.base_cumhaz_ = a["base_times"], a["base_cumhaz"]
     model.risk_cut_ = manifest["risk_cut"]
     model.train_risk_quantiles_ = a["risk_quantiles"]
+    model.interval_draws_ = a.get("interval_draws", np.empty((0, 2))).reshape(-1, 2)
     return model, manifest

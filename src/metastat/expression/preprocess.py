@@ -1,11 +1,19 @@
 """Expression preprocessing, fitted inside the training fold only.
 
-Steps, in order: detect / apply a log2 transform, drop genes with too many missing values and
-impute the rest with the training median, optional quantile normalisation to the training
-reference distribution, optional ComBat across training cohorts, a variance filter, and
-standardisation. ``scale="train"`` standardises with the training mean / sd; ``scale="batch"``
-standardises every scored set of samples with its own statistics (label-free per-cohort
-standardisation for cross-platform validation; needs >= ``min_batch`` samples).
+Two representations:
+
+* ``representation="rank"`` (single-sample, platform-independent): each profile is replaced by
+  the normal scores of its genes' within-sample ranks (Blom), using only that profile's own
+  values; genes are then centred and scaled with *training* statistics. A profile's result is
+  the same scored alone or in a batch, uses no statistic of the scored set, and is unchanged by
+  any strictly increasing transform of the input (log vs linear, platform offsets and scalings).
+* ``representation="standardise"``: detect / apply a log2 transform, optional quantile
+  normalisation to the training reference, optional ComBat across training cohorts, then
+  standardisation: ``scale="train"`` with the training mean / sd; ``scale="batch"`` with every
+  scored set's own statistics (per-cohort standardisation; needs >= ``min_batch`` samples).
+
+Both drop genes with too many missing training values, impute the rest with the training median,
+and apply an optional variance filter.
 """
 
 from __future__ import annotations
@@ -18,14 +26,24 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from metastat.errors import InputError, ModelError
 from metastat.expression.combat import fit_combat
+from metastat.expression.scale import looks_linear
 
-LINEAR_SCALE_THRESHOLD = 100.0  # 99th percentile above this: values are not log-transformed
+Representation = Literal["standardise", "rank"]
+REPRESENTATIONS: tuple[str, ...] = ("standardise", "rank")
 
 
-def looks_linear(values: np.ndarray) -> bool:
-    """True when values look like linear intensities / counts (a log transform is needed)."""
-    finite = values[np.isfinite(values)]
-    return bool(finite.size and np.quantile(finite, 0.99) > LINEAR_SCALE_THRESHOLD)
+def rank_scores(values: np.ndarray) -> np.ndarray:
+    """Within-sample rank normal scores (Blom): row by row, NaNs stay NaN and are not ranked."""
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    n = finite.sum(axis=1, keepdims=True).astype(float)
+    ranks = rankdata(np.where(finite, values, np.nan), axis=1, nan_policy="omit")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = ndtri((ranks - 0.375) / (n + 0.25))
+    return np.where(finite, scores, np.nan)
 
 
 def _as_frame(x: pd.DataFrame | np.ndarray, where: str) -> pd.DataFrame:
@@ -46,7 +64,9 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         scale: Literal["train", "batch"] = "train",
         min_batch: int = 10,
         max_missing_genes: float = 0.1,
+        representation: Representation = "standardise",
     ) -> None:
+        self.representation = representation
         self.log = log
         self.max_missing = max_missing
         self.quantile = quantile
@@ -74,8 +94,16 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
                 f"duplicated gene columns {dup}: "
                 "collapse genes first (metastat.data.genes.collapse_genes)."
             )
+        if self.representation not in REPRESENTATIONS:
+            raise InputError(
+                f"unknown representation {self.representation!r}; use one of {REPRESENTATIONS}."
+            )
+        rank = self.representation == "rank"
         values = x.to_numpy(dtype=float)
-        self.log_ = looks_linear(values) if self.log == "auto" else bool(self.log)
+        values = np.where(np.isfinite(values), values, np.nan)
+        self.log_ = (
+            False if rank else looks_linear(values) if self.log == "auto" else bool(self.log)
+        )
         values = self._log(values, x)
         missing = np.isnan(values).mean(axis=0)
         keep = missing <= self.max_missing
@@ -83,13 +111,15 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
             raise InputError(f"every gene has more than {self.max_missing:.0%} missing values.")
         values = values[:, keep]
         genes = x.columns[keep]
+        if rank:
+            values = rank_scores(values)
         self.median_in_ = np.nanmedian(values, axis=0)
         values = np.where(np.isnan(values), self.median_in_, values)
-        if self.quantile:
+        if self.quantile and not rank:
             self.reference_ = np.sort(values, axis=1).mean(axis=0)
             values = self._quantile(values)
         self.combat_ = None
-        if batch is not None and len(np.unique(batch)) > 1:
+        if batch is not None and len(np.unique(batch)) > 1 and not rank:
             self.combat_ = fit_combat(values, np.asarray(batch))
             values = self.combat_.apply(values, np.asarray(batch))
         if self.n_genes is not None and self.n_genes < values.shape[1]:
@@ -107,8 +137,8 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
     def check_scale(self, x: pd.DataFrame) -> list[str]:
         """Warnings for samples whose values sit far from the training distribution as a whole
         (another platform or normalisation): their mean standardised expression is shifted by
-        more than 5 training standard deviations (+0.5)."""
-        if self.scale == "batch":
+        more than 5 training standard deviations (+0.5). Rank models need no such check."""
+        if self.scale == "batch" or self.platform_independent:
             return []
         z = ExpressionPreprocessor.transform(self, x).to_numpy()
         shift = z.mean(axis=1)
@@ -121,10 +151,39 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
             for i in bad
         ]
 
+    @property
+    def platform_independent(self) -> bool:
+        """True for the single-sample rank representation."""
+        return self.representation == "rank"
+
     # -- transforming -----------------------------------------------------------------------------
     def missing_genes(self, x: pd.DataFrame) -> list[str]:
         """Model genes absent from ``x`` (imputed with the training median when few)."""
         return [str(g) for g in self.genes_in_ if g not in x.columns]
+
+    def missing_per_sample(self, x: pd.DataFrame) -> pd.Series:
+        """Per sample, how many model genes are absent from ``x`` or not a finite number."""
+        values = x.reindex(columns=self.genes_in_).to_numpy(dtype=float)
+        return pd.Series((~np.isfinite(values)).sum(axis=1), index=x.index, name="missing")
+
+    def _check_missing(self, x: pd.DataFrame) -> None:
+        limit = self.max_missing_genes * len(self.genes_in_)
+        missing = self.missing_genes(x)
+        if len(missing) > limit:
+            raise InputError(
+                f"{len(missing)} of the model's {len(self.genes_in_)} genes are absent from the "
+                f"profile (at most {self.max_missing_genes:.0%} may be imputed), e.g. "
+                f"{missing[:10]}; check gene identifiers (symbols vs probes) and the platform."
+            )
+        per_sample = self.missing_per_sample(x)
+        bad = per_sample[per_sample > limit]
+        if len(bad):
+            shown = ", ".join(f"{sid!r} ({n})" for sid, n in bad.head(5).items())
+            raise InputError(
+                f"{len(bad)} sample(s) have more than {self.max_missing_genes:.0%} of the "
+                f"model's {len(self.genes_in_)} genes missing or not a number: {shown}; "
+                "send complete profiles (empty cells count as missing)."
+            )
 
     def transform(self, x: pd.DataFrame, batch: np.ndarray | None = None) -> pd.DataFrame:
         """Apply the fitted steps.
@@ -135,16 +194,17 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         x = _as_frame(x, "transform")
         if not hasattr(self, "genes_"):
             raise ModelError("the preprocessor is not fitted.")
-        missing = self.missing_genes(x)
-        if len(missing) > self.max_missing_genes * len(self.genes_in_):
-            raise InputError(
-                f"{len(missing)} of the model's {len(self.genes_in_)} genes are absent from the "
-                f"profile (at most {self.max_missing_genes:.0%} may be imputed), e.g. "
-                f"{missing[:10]}; check gene identifiers (symbols vs probes) and the platform."
-            )
+        self._check_missing(x)
         values = x.reindex(columns=self.genes_in_).to_numpy(dtype=float)
+        values = np.where(np.isfinite(values), values, np.nan)
         values = self._log(values, x.reindex(columns=self.genes_in_))
+        if self.platform_independent:
+            values = rank_scores(values)
         values = np.where(np.isnan(values), self.median_in_, values)
+        if self.platform_independent:
+            pos = pd.Index(self.genes_in_).get_indexer(self.genes_)
+            z = (values[:, pos] - self.mean_) / self.sd_
+            return pd.DataFrame(z, index=x.index, columns=self.genes_)
         if self.quantile:
             values = self._quantile(values)
         if getattr(self, "combat_", None) is not None and (
@@ -161,7 +221,7 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         return pd.DataFrame(self._standardise(values), index=x.index, columns=self.genes_)
 
     def _log(self, values: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
-        if not self.log_:
+        if not getattr(self, "log_", False):
             return values
         neg = values < 0
         if neg.any():
@@ -180,7 +240,7 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         return np.interp(pos, np.arange(len(ref)), ref)
 
     def _standardise(self, values: np.ndarray) -> np.ndarray:
-        if self.scale == "batch":
+        if self.scale == "batch" and not self.platform_independent:
             if len(values) < self.min_batch:
                 raise InputError(
                     f"scale='batch' standardises each scored set by its own statistics and needs "

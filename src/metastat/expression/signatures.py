@@ -8,7 +8,9 @@ cohort (reported, not silently scored on a handful of genes).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -57,13 +59,59 @@ def _published() -> dict[str, tuple[str, str, str]]:
     }
 
 
+@cache
+def _library() -> tuple[str, dict[str, dict[str, str]], dict[str, dict[str, float]]]:
+    """The shipped signature library: version, per-set metadata, per-set gene weights."""
+    meta = json.loads((_published_dir() / "library.json").read_text())
+    frame = pd.read_csv(_published_dir() / "library.csv")
+    weights = {
+        str(name): dict(zip(g["gene"].astype(str), g["weight"].astype(float), strict=True))
+        for name, g in frame.groupby("set", sort=False)
+    }
+    return str(meta["version"]), meta["sets"], weights
+
+
+def signature_names() -> list[str]:
+    """Every signature shipped with metastat (the 70- and 76-gene sets and the library)."""
+    return sorted([*_published(), *_library()[1]])
+
+
+def library_version() -> str:
+    """Version of the shipped signature library (recorded in runs and models)."""
+    return _library()[0]
+
+
+def library_signatures(names: tuple[str, ...] | None = None) -> tuple[Signature, ...]:
+    """Shipped signatures by name (default: all of them, gene symbols)."""
+    return tuple(published_signature(n) for n in (names or signature_names()))
+
+
+def signature_table() -> pd.DataFrame:
+    """One row per shipped signature: genes, description, citation."""
+    _, meta, _ = _library()
+    rows = [
+        {"name": n, "n_genes": len(published_signature(n).weights), "description": d, "citation": c}
+        for n, (d, c) in {
+            **{k: (f"published {k} signature", v[2]) for k, v in _published().items()},
+            **{k: (m["description"], m["citation"]) for k, m in meta.items()},
+        }.items()
+    ]
+    return pd.DataFrame(rows).set_index("name").sort_index()
+
+
 def published_signature(name: str, key: str = "symbol") -> Signature:
-    """A published signature keyed by gene ``symbol``, ``entrez`` or ``probe``."""
+    """A shipped signature keyed by gene ``symbol`` (library sets: symbols only), ``entrez`` or
+    ``probe`` (70- / 76-gene sets)."""
+    _, meta, weights = _library()
+    if name in meta:
+        if key != "symbol":
+            raise InputError(f"signature {name!r} is defined on gene symbols, not {key!r}.")
+        return Signature(name, weights[name], meta[name]["citation"])
     table = _published()
     if name not in table:
+        names = signature_names()
         raise UnknownNameError(
-            f"unknown signature {name!r}; published: {sorted(table)}."
-            f"{did_you_mean(name, sorted(table))}"
+            f"unknown signature {name!r}; shipped: {names}.{did_you_mean(name, names)}"
         )
     file, wcol, cite = table[name]
     frame = pd.read_csv(_published_dir() / file)

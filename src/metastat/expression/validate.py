@@ -18,7 +18,6 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from metastat import __version__
 from metastat.atomic import atomic_write
@@ -29,19 +28,35 @@ from metastat.errors import ValidationError
 from metastat.evaluate.bootstrap import Estimate
 from metastat.evaluate.splits import patient_kfold
 from metastat.evaluate.summary import compare, metrics_json
+from metastat.expression import checks
+from metastat.expression.defaults import DEFAULT, model_for
 from metastat.expression.heads import make_target
 from metastat.expression.model import RiskModel
-from metastat.expression.signatures import Signature
+from metastat.expression.overlap import find_duplicates
+from metastat.expression.signatures import Signature, library_version
+from metastat.progress import progress as progress_bar
+from metastat.progress import status
 
 
 def default_baseline(outcome: Outcome) -> str:
-    """The plain baseline of the issue: L2 logistic for binary outcomes, CoxNet otherwise."""
-    return "baseline_logistic" if outcome.kind == "binary" else "baseline_coxnet"
+    """The tuned comparator: elastic-net Cox with (l1_ratio, alpha) by inner patient-grouped CV
+    for time-to-event outcomes; tuned elastic-net logistic for binary ones."""
+    return "logistic" if outcome.kind == "binary" else "coxnet"
 
 
 def default_model(outcome: Outcome) -> str:
-    """Signature ensemble, stacked with CoxNet when follow-up times exist."""
-    return "ensemble" if outcome.time is not None else "ensemble_logistic"
+    """The pre-registered default model family (:mod:`metastat.expression.defaults`), with a
+    Cox head when follow-up times exist and a logistic head otherwise."""
+    return model_for(DEFAULT.family, survival=outcome.time is not None)
+
+
+def default_representation() -> str:
+    """The pre-registered default representation (``rank`` = single-sample)."""
+    return DEFAULT.representation
+
+
+#: the comparator's representation: genes standardised (per cohort in external validation)
+COMPARATOR_REPRESENTATION = "standardise"
 
 
 @dataclass
@@ -90,15 +105,29 @@ def _surv_times(outcome: Outcome, mask: np.ndarray) -> np.ndarray | None:
     return np.quantile(t, np.linspace(0.1, 0.8, 8))
 
 
-def _usable(outcome: Outcome, cohort: str) -> np.ndarray:
+def _usable(adata: ad.AnnData, outcome: Outcome, notes: list[str]) -> np.ndarray:
+    """Samples usable for ``outcome``; dropped ones are reported by id in ``notes``."""
+    cohort = cohort_name(adata)
     mask = outcome.usable_mask
     if outcome.kind == "binary":
         mask = mask & (outcome.survival_mask | (outcome.time is None))
+    else:
+        keep, msgs = checks.dropped_samples(
+            adata.obs_names.to_numpy(), outcome.time, outcome.event, f"cohort {cohort!r}"
+        )
+        mask = mask & keep
+        notes += checks.emit(msgs)
     if mask.sum() < 10:
         raise ValidationError(
             f"cohort {cohort!r}: only {int(mask.sum())} samples have outcome {outcome.name!r}."
         )
     return mask
+
+
+def _events(outcome: Outcome, mask: np.ndarray) -> int:
+    """Events among ``mask``: recurrences for binary outcomes, events for time-to-event ones."""
+    values = outcome.binary if outcome.kind == "binary" else outcome.event
+    return int(np.nansum(values[mask]))
 
 
 def _meta(kind: str, seed: int, **extra: Any) -> dict[str, Any]:
@@ -109,6 +138,7 @@ def _meta(kind: str, seed: int, **extra: Any) -> dict[str, Any]:
         "kind": kind,
         "seed": seed,
         "metastat": __version__,
+        "signature_library": library_version(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "pandas": pd.__version__,
@@ -120,6 +150,26 @@ def _meta(kind: str, seed: int, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _estimator(
+    name: str, outcome: Outcome, representation: str, seed: int, **params: Any
+) -> RiskModel:
+    return RiskModel(
+        name,
+        task=outcome.kind,
+        horizon=outcome.horizon,
+        representation=representation,  # type: ignore[arg-type]
+        seed=seed,
+        **params,
+    )
+
+
+def _selected(est: RiskModel) -> int:
+    """Variables the learner estimated a non-zero weight for (signatures for an ensemble)."""
+    learner = getattr(est.learner_, "head_", est.learner_)
+    coef = getattr(learner, "coef_", None)
+    return 0 if coef is None else int((np.abs(np.asarray(coef)) > 1e-12).sum())
+
+
 def fit_cohort(
     adata: ad.AnnData,
     outcome_name: str,
@@ -127,6 +177,8 @@ def fit_cohort(
     model: str | None = None,
     horizon: str | float | None = None,
     seed: int = 0,
+    representation: str | None = None,
+    gene_key: str = "symbol",
     **params: Any,
 ) -> tuple[RiskModel, dict[str, Any]]:
     """Fit ``model`` on every usable sample of a cohort (for saving and serving).
@@ -134,25 +186,35 @@ def fit_cohort(
     Returns the fitted model and the training facts stored in its manifest. ``params`` go to
     :class:`RiskModel` (e.g. ``scale``, ``n_genes``, ``signatures``).
     """
-    adata = collapse_genes(adata, "symbol")
+    notes: list[str] = []
+    adata = collapse_genes(adata, gene_key)  # type: ignore[arg-type]
     outcome = resolve_outcome(adata, outcome_name, horizon=horizon)
-    mask = _usable(outcome, cohort_name(adata))
-    est = RiskModel(
-        model or default_model(outcome),
-        task=outcome.kind,
-        horizon=outcome.horizon,
-        seed=seed,
-        **params,
-    )
+    mask = _usable(adata, outcome, notes)
+    representation = representation or default_representation()
+    est = _estimator(model or default_model(outcome), outcome, representation, seed, **params)
     est.fit(expression_frame(adata)[mask], _target(outcome, mask), patients(adata)[mask])
+    events = _events(outcome, mask)
+    notes += checks.emit(
+        checks.events_per_variable(events, _selected(est), f"cohort {cohort_name(adata)!r}")
+    )
     info = {
         "training_cohort": cohort_name(adata),
         "outcome": outcome_name,
+        "outcome_description": _describe(adata, outcome_name),
+        "gene_key": gene_key,
         "n_train": int(mask.sum()),
-        "events": int(np.nansum(outcome.event[mask])),
+        "events": events,
         "time_unit": outcome.time_unit,
+        "signature_library": library_version(),
+        "warnings": notes,
     }
     return est, info
+
+
+def _describe(adata: ad.AnnData, outcome_name: str) -> str:
+    spec = adata.uns.get("metastat", {}).get("outcomes", {}).get(outcome_name, {})
+    desc = spec.get("description") if isinstance(spec, dict) else getattr(spec, "description", "")
+    return str(desc or outcome_name)
 
 
 def gene_importance(coefs: list[pd.Series]) -> pd.DataFrame | None:
@@ -172,6 +234,39 @@ def gene_importance(coefs: list[pd.Series]) -> pd.DataFrame | None:
     return out.sort_values("mean_weight", key=np.abs, ascending=False)
 
 
+def _fit_predict(
+    job: tuple[str, Any], x: pd.DataFrame, y: np.ndarray, groups: np.ndarray, ctx: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.Series | None, int]:
+    """Fit one model on one training fold and predict its test fold (one CV job)."""
+    m, split = job
+    batch = ctx["batch"]
+    b_tr, b_te = (None, None) if batch is None else (batch[split.train], batch[split.test])
+    rep = ctx["representation"] if m == ctx["model"] else ctx["baseline_representation"]
+    est = _estimator(m, ctx["outcome"], rep, ctx["seed"], **ctx["params"])
+    est.fit(x.iloc[split.train], y[split.train], groups[split.train], batch=b_tr)
+    pred = est.predict_frame(x.iloc[split.test], ctx["surv_times"], batch=b_te)
+    rows = _rows(
+        pred, ctx["truth"].iloc[split.test], groups[split.test], m, split.repeat, split.fold
+    )
+    return rows, est.gene_coefficients, _selected(est)
+
+
+def _run_jobs(jobs: list, fn: Any, desc: str, n_jobs: int) -> list:
+    """Run CV jobs, on ``n_jobs`` processes when > 1 (results in job order)."""
+    if n_jobs == 1 or len(jobs) == 1:
+        return [fn(j) for j in progress_bar(jobs, desc, unit="fit")]
+    from joblib import Parallel, delayed
+
+    status(f"{desc}: {len(jobs)} fits on {n_jobs} processes")
+    return list(Parallel(n_jobs=n_jobs)(delayed(fn)(j) for j in jobs))
+
+
+def _n_jobs(n_jobs: int | None) -> int:
+    import os
+
+    return max(1, min(n_jobs or (os.cpu_count() or 1), 4))
+
+
 def cross_validate(
     adata: ad.AnnData,
     outcome_name: str,
@@ -185,66 +280,93 @@ def cross_validate(
     n_boot: int = 1000,
     signatures: tuple[Signature, ...] = (),
     batch_key: str | None = None,
+    representation: str | None = None,
+    baseline_representation: str | None = None,
+    gene_key: str = "symbol",
+    n_jobs: int | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
     """Patient-grouped stratified (repeated) k-fold CV of ``model`` and ``baseline``.
 
     ``batch_key`` names an ``obs`` column of study labels (e.g. ``"cohort"`` of a pooled cohort):
-    ComBat is then fitted on each training fold and applied to its test fold.
+    ComBat is then fitted on each training fold and applied to its test fold (``standardise``
+    representation only; ``rank`` needs no batch correction).
     """
+    from functools import partial
+
     name = cohort_name(adata)
+    notes: list[str] = []
     genes = GeneReport()
-    adata = collapse_genes(adata, "symbol", genes)
+    notes += checks.emit(
+        [w for w in [checks.gene_id_warning(adata.var_names, f"cohort {name!r}")] if w]
+    )
+    adata = collapse_genes(adata, gene_key, genes)  # type: ignore[arg-type]
     outcome = resolve_outcome(adata, outcome_name, horizon=horizon)
-    mask = _usable(outcome, name)
+    mask = _usable(adata, outcome, notes)
     model = model or default_model(outcome)
     baseline = baseline or default_baseline(outcome)
+    representation = representation or default_representation()
     x = expression_frame(adata)[mask]
     groups = patients(adata)[mask]
     y = _target(outcome, mask)
-    batch = adata.obs[batch_key].astype(str).to_numpy()[mask] if batch_key else None
     labels = (
         np.nan_to_num(outcome.binary[mask]) if outcome.kind == "binary" else outcome.event[mask]
     )
     splits = patient_kfold(groups, labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
-    surv_times = _surv_times(outcome, mask)
-    truth = _truth(outcome, mask)
-    rows, coefs = [], []
+    notes += checks.emit(
+        checks.few_events(
+            [int(np.nansum(labels[s.test])) for s in splits if s.repeat == 0],
+            f"cohort {name!r}, {n_splits}-fold CV",
+        )
+    )
+    ctx = {
+        "batch": adata.obs[batch_key].astype(str).to_numpy()[mask] if batch_key else None,
+        "outcome": outcome,
+        "representation": representation,
+        "baseline_representation": baseline_representation or COMPARATOR_REPRESENTATION,
+        "model": model,
+        "seed": seed,
+        "surv_times": _surv_times(outcome, mask),
+        "truth": _truth(outcome, mask),
+        "params": {"signatures": signatures, "n_interval": 0},
+    }
     t0 = time.perf_counter()
-    jobs = [(s, m) for s in splits for m in (model, baseline)]
-    for split, m in tqdm(
-        jobs, desc=f"CV {name}/{outcome_name}", disable=None if progress else True
-    ):
-        est = RiskModel(
-            m, task=outcome.kind, horizon=outcome.horizon, seed=seed, signatures=signatures
+    jobs = [(m, s) for s in splits for m in (model, baseline)]
+    fn = partial(_fit_predict, x=x, y=y, groups=groups, ctx=ctx)
+    results = _run_jobs(jobs, fn, f"CV {name}/{outcome_name}", _n_jobs(n_jobs))
+    predictions = pd.concat([r[0] for r in results], ignore_index=True)
+    mine = [r for r, (m, _) in zip(results, jobs, strict=True) if m == model]
+    coefs = [r[1] for r in mine if r[1] is not None]
+    selected = max((r[2] for r in mine), default=0)
+    notes += checks.emit(
+        checks.events_per_variable(
+            int(np.nansum(labels)) * (n_splits - 1) // n_splits, selected, f"{model} on {name!r}"
         )
-        b_tr, b_te = (None, None) if batch is None else (batch[split.train], batch[split.test])
-        est.fit(x.iloc[split.train], y[split.train], groups[split.train], batch=b_tr)
-        pred = est.predict_frame(x.iloc[split.test], surv_times, batch=b_te)
-        if m == model and est.gene_coefficients is not None:
-            coefs.append(est.gene_coefficients)
-        rows.append(
-            _rows(pred, truth.iloc[split.test], groups[split.test], m, split.repeat, split.fold)
-        )
-    predictions = pd.concat(rows, ignore_index=True)
+    )
     fit_s = time.perf_counter() - t0
+    status(f"bootstrap CIs ({n_boot} patient resamples)")
     metrics = compare(
         predictions,
         primary=model,
         baseline=baseline,
         horizon=outcome.horizon,
-        surv_times=surv_times,
+        surv_times=ctx["surv_times"],
         n_boot=n_boot,
         seed=seed,
         progress=progress,
     )
+    notes += checks.emit(_metric_notes(metrics, outcome))
     meta = _meta(
         "cv",
         seed,
         cohort=name,
         outcome=outcome_name,
+        outcome_description=_describe(adata, outcome_name),
         model=model,
         baseline=baseline,
+        representation=representation,
+        baseline_representation=ctx["baseline_representation"],
+        gene_key=gene_key,
         n_splits=n_splits,
         n_repeats=n_repeats,
         n_boot=n_boot,
@@ -252,13 +374,30 @@ def cross_validate(
         time_unit=outcome.time_unit,
         n_samples=int(mask.sum()),
         n_patients=len(np.unique(groups)),
+        n_events=_events(outcome, mask),
         fit_seconds=round(fit_s, 2),
         genes=genes.summary(),
-        surv_times=None if surv_times is None else surv_times.tolist(),
+        surv_times=None if ctx["surv_times"] is None else ctx["surv_times"].tolist(),
+        warnings=notes,
     )
     return EvaluationResult(
         model, baseline, outcome, predictions, metrics, meta, gene_importance(coefs)
     )
+
+
+def _metric_notes(metrics: dict[str, Estimate], outcome: Outcome) -> list[str]:
+    """Say why a metric that should exist could not be computed."""
+    out = []
+    if outcome.horizon is not None and outcome.time is not None:
+        td = metrics.get("td_auc")
+        if td is None or not np.isfinite(td.estimate):
+            out.append(
+                f"time-dependent AUC at the horizon {outcome.horizon:g} {outcome.time_unit} "
+                "could not be computed: the horizon lies outside the test follow-up (no event "
+                "before it, or nobody still at risk after it); choose a horizon inside the "
+                "follow-up with --horizon."
+            )
+    return out
 
 
 def _rows(
@@ -287,60 +426,98 @@ def external_validate(
     scale: str = "batch",
     signatures: tuple[Signature, ...] = (),
     batch_key: str | None = None,
+    representation: str | None = None,
+    baseline_representation: str | None = None,
+    gene_key: str = "symbol",
+    test_outcome: str | None = None,
+    keep_duplicates: bool = False,
+    n_jobs: int | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
-    """Train on one cohort, test on another (genes aligned; each cohort standardised by its own
-    statistics when ``scale='batch'``, the default for cross-platform validation). With
-    ``batch_key``, the training cohort is a pool of studies harmonised by ComBat."""
+    """Train on one cohort, test on another (genes aligned).
+
+    With the ``standardise`` representation each cohort is standardised by its own statistics when
+    ``scale='batch'`` (per-cohort standardisation); ``rank`` scores every test profile alone.
+    Test samples duplicating training samples (same id, or profiles correlating > 0.99) are
+    reported and excluded unless ``keep_duplicates``. With ``batch_key``, the training cohort is a
+    pool of studies harmonised by ComBat.
+    """
+    notes: list[str] = []
+    for c in (train, test):
+        w = checks.gene_id_warning(c.var_names, f"cohort {cohort_name(c)!r}")
+        notes += checks.emit([w] if w else [])
     genes = GeneReport()
-    train, test = align_cohorts([train, test], "symbol", genes)
+    train, test = align_cohorts([train, test], gene_key, genes)  # type: ignore[arg-type]
+    status(f"genes: {genes.summary()}".replace("\n", "; "))
     out_tr = resolve_outcome(train, outcome_name, horizon=horizon)
-    out_te = resolve_outcome(test, outcome_name, horizon=horizon)
+    out_te = resolve_outcome(test, test_outcome or outcome_name, horizon=horizon)
+    if out_tr.kind != out_te.kind:
+        raise ValidationError(
+            f"outcome {outcome_name!r} is {out_tr.kind} in the training cohort "
+            f"{cohort_name(train)!r} but {out_te.kind} in the test cohort {cohort_name(test)!r}; "
+            "test on the same kind of outcome (or give --test-time-col / --test-event-col)."
+        )
     if out_tr.time_unit and out_te.time_unit and out_tr.time_unit != out_te.time_unit:
         scale_t = DAYS_PER[out_te.time_unit] / DAYS_PER[out_tr.time_unit]
     else:
         scale_t = 1.0
     if out_te.horizon is not None and out_tr.horizon is not None and horizon is None:
-        out_te = resolve_outcome(test, outcome_name, horizon=out_tr.horizon / scale_t)
-    m_tr, m_te = _usable(out_tr, cohort_name(train)), _usable(out_te, cohort_name(test))
+        out_te = resolve_outcome(
+            test, test_outcome or outcome_name, horizon=out_tr.horizon / scale_t
+        )
+    m_tr, m_te = _usable(train, out_tr, notes), _usable(test, out_te, notes)
     model = model or default_model(out_tr)
     baseline = baseline or default_baseline(out_tr)
+    representation = representation or default_representation()
     x_tr, x_te = expression_frame(train)[m_tr], expression_frame(test)[m_te]
     g_tr, g_te = patients(train)[m_tr], patients(test)[m_te]
-    overlap = set(g_tr) & set(g_te)
-    if overlap:
-        raise ValidationError(
-            f"{len(overlap)} patient ids are in both cohorts, e.g. {sorted(overlap)[:3]}; "
-            "external validation needs disjoint patients."
+    dups = find_duplicates(x_tr, x_te, g_tr, g_te)
+    if len(dups):
+        ids = ", ".join(dups["sample_id"].head(8))
+        notes += checks.emit(
+            [
+                f"{len(dups)} test sample(s) of {cohort_name(test)!r} duplicate training samples "
+                f"(same id or profile r > 0.99), e.g. {ids}; "
+                + ("kept (--keep-duplicates)." if keep_duplicates else "excluded from the metrics.")
+            ]
         )
+        if not keep_duplicates:
+            drop = x_te.index.isin(dups["sample_id"])
+            if drop.all():
+                raise ValidationError(
+                    f"every test sample of {cohort_name(test)!r} duplicates a training sample "
+                    f"(e.g. {ids}); external validation needs disjoint patients."
+                )
+            keep_rows = np.flatnonzero(m_te)[~drop]
+            m_te = np.zeros_like(m_te)
+            m_te[keep_rows] = True
+            x_te, g_te = expression_frame(test)[m_te], patients(test)[m_te]
+    events_te = _events(out_te, m_te)
+    notes += checks.emit(checks.few_events([events_te], f"test cohort {cohort_name(test)!r}"))
     y_tr = _target(out_tr, m_tr)
     truth = _truth(out_te, m_te, scale_t)
     surv_times = _surv_times(out_tr, m_tr)
-    rows = []
+    batch = train.obs[batch_key].astype(str).to_numpy()[m_tr] if batch_key else None
     t0 = time.perf_counter()
-    coefs = []
-    for m in tqdm(
-        (model, baseline), desc=f"train {cohort_name(train)}", disable=None if progress else True
-    ):
-        est = RiskModel(
-            m,
-            task=out_tr.kind,
-            horizon=out_tr.horizon,
-            seed=seed,
-            scale=scale,  # type: ignore[arg-type]
-            signatures=signatures,
+
+    reps = {model: representation, baseline: baseline_representation or COMPARATOR_REPRESENTATION}
+
+    def one(m: str) -> tuple[pd.DataFrame, pd.Series | None, int]:
+        est = _estimator(m, out_tr, reps[m], seed, scale=scale, signatures=signatures, n_interval=0)
+        est.fit(x_tr, y_tr, g_tr, batch=batch)
+        rows = _rows(est.predict_frame(x_te, surv_times), truth, g_te, m, 0, 0)
+        return rows, est.gene_coefficients, _selected(est)
+
+    results = [one(m) for m in progress_bar((model, baseline), f"train {cohort_name(train)}")]
+    predictions = pd.concat([r[0] for r in results], ignore_index=True)
+    coefs = [results[0][1]] if results[0][1] is not None else []
+    notes += checks.emit(
+        checks.events_per_variable(
+            _events(out_tr, m_tr), results[0][2], f"{model} on {cohort_name(train)!r}"
         )
-        est.fit(
-            x_tr,
-            y_tr,
-            g_tr,
-            batch=train.obs[batch_key].astype(str).to_numpy()[m_tr] if batch_key else None,
-        )
-        if m == model and est.gene_coefficients is not None:
-            coefs.append(est.gene_coefficients)
-        rows.append(_rows(est.predict_frame(x_te, surv_times), truth, g_te, m, 0, 0))
-    predictions = pd.concat(rows, ignore_index=True)
+    )
     fit_s = time.perf_counter() - t0
+    status(f"bootstrap CIs ({n_boot} patient resamples)")
     metrics = compare(
         predictions,
         primary=model,
@@ -351,24 +528,33 @@ def external_validate(
         seed=seed,
         progress=progress,
     )
+    notes += checks.emit(_metric_notes(metrics, out_tr))
     meta = _meta(
         "external",
         seed,
         train=cohort_name(train),
         test=cohort_name(test),
         outcome=outcome_name,
+        outcome_description=_describe(train, outcome_name),
         model=model,
         baseline=baseline,
+        representation=representation,
+        baseline_representation=reps[baseline],
+        gene_key=gene_key,
         n_boot=n_boot,
         horizon=out_tr.horizon,
         time_unit=out_tr.time_unit,
         scale=scale,
         n_train=int(m_tr.sum()),
         n_test=int(m_te.sum()),
+        n_events=events_te,
+        n_train_events=_events(out_tr, m_tr),
         n_genes=int(train.n_vars),
+        duplicates_excluded=0 if keep_duplicates else len(dups),
         fit_seconds=round(fit_s, 2),
         genes=genes.summary(),
         surv_times=None if surv_times is None else surv_times.tolist(),
+        warnings=notes,
     )
     return EvaluationResult(
         model, baseline, out_te, predictions, metrics, meta, gene_importance(coefs)

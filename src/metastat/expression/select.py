@@ -1,0 +1,116 @@
+"""The default-choosing protocol: leave-one-cohort-out over training cohorts only.
+
+See :mod:`metastat.expression.defaults` for the rule. With one training cohort the held-out
+scores come from its patient-grouped 5-fold CV instead; the protocol never sees a test cohort.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import anndata as ad
+import pandas as pd
+
+from metastat.data.cohort import cohort_name
+from metastat.data.pool import pool_cohorts
+from metastat.errors import InputError
+from metastat.expression.defaults import FAMILIES, REPRESENTATIONS, TIE_MARGIN, Choice, model_for
+from metastat.progress import status
+
+
+@dataclass
+class Selection:
+    """Held-out score of every candidate on every held-out cohort, and the choice."""
+
+    scores: pd.DataFrame  # rows: candidates (family, representation); columns: held-out cohorts
+    metric: str
+    choice: Choice
+
+
+def candidates() -> list[tuple[str, str]]:
+    """Every (family, representation) pair the protocol compares."""
+    return list(itertools.product(FAMILIES, REPRESENTATIONS))
+
+
+def choose(scores: pd.DataFrame) -> Choice:
+    """Apply the rule to a candidates x held-out table: best mean; within the margin prefer
+    ``rank``, then the simpler family."""
+    mean = scores.mean(axis=1)
+    best = float(mean.max())
+    close = [c for c in mean.index if mean[c] >= best - TIE_MARGIN]
+    order = list(FAMILIES)
+    close.sort(key=lambda c: (c[1] != "rank", order.index(c[0]), -mean[c]))
+    fam, rep = close[0]
+    return Choice(
+        fam,
+        rep,
+        f"mean held-out score {mean[(fam, rep)]:.3f} (best {best:.3f}; "
+        f"{len(close)} candidate(s) within {TIE_MARGIN})",
+    )
+
+
+def select_default(
+    cohorts: list[ad.AnnData],
+    outcome: str,
+    *,
+    seed: int = 0,
+    gene_key: str = "symbol",
+    test_outcomes: dict[str, str] | None = None,
+) -> Selection:
+    """Score every candidate by LOCO over ``cohorts`` (or 5-fold CV of a single cohort)."""
+    from metastat.expression.validate import cross_validate, external_validate
+
+    if not cohorts:
+        raise InputError("the protocol needs at least one training cohort.")
+    names = [cohort_name(c) for c in cohorts]
+    test_outcomes = test_outcomes or {}
+    rows: dict[tuple[str, str], dict[str, float]] = {c: {} for c in candidates()}
+    metric = ""
+    for fam, rep in candidates():
+        for i, held in enumerate(names):
+            if len(cohorts) == 1:
+                status(f"protocol: {fam}/{rep}, 5-fold CV on {held}")
+                res = cross_validate(
+                    cohorts[0],
+                    outcome,
+                    model=_model(fam, cohorts[0], outcome),
+                    representation=rep,
+                    n_boot=0,
+                    seed=seed,
+                    gene_key=gene_key,
+                    progress=False,
+                )
+            else:
+                status(f"protocol: {fam}/{rep}, held-out {held}")
+                rest = [c for j, c in enumerate(cohorts) if j != i]
+                train = rest[0] if len(rest) == 1 else pool_cohorts(rest, outcome)
+                res = external_validate(
+                    train,
+                    cohorts[i],
+                    outcome,
+                    model=_model(fam, cohorts[0], outcome),
+                    representation=rep,
+                    n_boot=0,
+                    seed=seed,
+                    gene_key=gene_key,
+                    progress=False,
+                    batch_key=None if len(rest) == 1 else "cohort",
+                    test_outcome=test_outcomes.get(held, outcome),
+                )
+            metric = "c_index" if res.outcome.kind == "survival" else "auc"
+            rows[(fam, rep)][held] = float(res.metrics[metric].estimate)
+    scores = pd.DataFrame(rows).T
+    scores.index = pd.MultiIndex.from_tuples(scores.index, names=["family", "representation"])
+    return Selection(scores, metric, choose(scores))
+
+
+def _model(family: str, cohort: ad.AnnData, outcome: str) -> str:
+    from metastat.data.outcomes import resolve_outcome
+
+    return model_for(family, survival=resolve_outcome(cohort, outcome).time is not None)
+
+
+def mean_scores(selection: Selection) -> pd.Series:
+    """Mean held-out score per candidate (what the rule ranks)."""
+    return selection.scores.mean(axis=1).sort_values(ascending=False)
