@@ -129,3 +129,30 @@ def test_net_benefit_by_hand() -> None:
     t = 0.5
     expected = 1 / 5 - 1 / 5 * t / (1 - t)
     assert M.net_benefit(y, p, np.array([t]))[0] == pytest.approx(expected)
+
+
+def test_fast_concordance_equals_sksurv_on_tied_data():
+    """The vectorised Harrell / Uno C equal scikit-survival's on tied times and tied risks."""
+    from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+    from sksurv.util import Surv
+
+    from metastat.evaluate import metrics as M
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        n = 120
+        time = rng.integers(1, 30, n).astype(float)  # whole months: many ties
+        event = rng.random(n) < 0.5
+        risk = rng.integers(0, 8, n).astype(float)  # tied risks
+        y = Surv.from_arrays(event, time)
+        assert M.harrell_c(y, risk) == pytest.approx(
+            concordance_index_censored(event, time, risk)[0], abs=1e-12
+        )
+        tau = 20.0
+        assert M.uno_c(y, y, risk, tau) == pytest.approx(
+            concordance_index_ipcw(y, y, risk, tau=tau)[0], abs=1e-12
+        )
+        label = (rng.random(n) < 0.4).astype(int)
+        from sklearn.metrics import roc_auc_score
+
+        assert M.auc(label, risk) == pytest.approx(roc_auc_score(label, risk), abs=1e-12)

@@ -1,14 +1,15 @@
-"""Shared CLI options that select a cohort: a built-in dataset or user files."""
+"""Shared CLI options that select a cohort: a built-in dataset or user files (imports are lazy so
+that the CLI starts instantly)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anndata as ad
-
-from metastat.data.io import load_cohort
-from metastat.data.registry import DATASETS, load_dataset
 from metastat.errors import InputError
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 
 def cohort_from_options(
@@ -24,6 +25,9 @@ def cohort_from_options(
     time_unit: str | None = None,
 ) -> ad.AnnData:
     """A built-in dataset by name, an .h5ad path, or user tables with declared outcome columns."""
+    from metastat.data.io import load_cohort
+    from metastat.data.registry import DATASETS, load_dataset
+
     if (dataset is None) == (expression is None):
         raise InputError("give exactly one of --dataset NAME or --expression FILE.")
     if dataset is not None:

@@ -17,7 +17,8 @@ import pandas as pd
 
 from metastat.errors import InputError
 
-GeneKey = Literal["symbol", "entrez"]
+GeneKey = Literal["symbol", "entrez", "probe"]
+GENE_KEYS: tuple[str, ...] = ("symbol", "entrez", "probe")
 
 
 @dataclass
@@ -82,6 +83,11 @@ def read_annotation(
 
 
 def _gene_ids(adata: ad.AnnData, key: GeneKey) -> pd.Series:
+    if key not in GENE_KEYS:
+        raise InputError(f"unknown gene key {key!r}; use one of {GENE_KEYS}.")
+    if key == "probe":  # the table's own feature ids (probes, or whatever the columns are)
+        col = adata.var["feature_id"] if "feature_id" in adata.var.columns else adata.var_names
+        return pd.Series(col, index=adata.var_names).astype("string")
     if key not in adata.var.columns:
         raise InputError(f"cohort has no gene annotation column {key!r} in var.")
     ids = adata.var[key]

@@ -42,13 +42,16 @@ def bootstrap_metrics(
     seed: int = 0,
     alpha: float = 0.05,
     progress: bool = False,
+    replicate: Callable[[pd.DataFrame], dict[str, float]] | None = None,
 ) -> dict[str, Estimate]:
     """Point estimates of ``compute(frame)`` with percentile CIs from resampling ``cluster``s.
 
     Patients (not samples) are resampled with replacement, so correlated samples of one patient
-    stay together, as they do in the splits.
+    stay together, as they do in the splits. ``replicate`` (default ``compute``) computes the
+    resampled values; a metric it leaves out (a p-value) gets no CI.
     """
     point = compute(frame)
+    replicate = replicate or compute
     if n_boot <= 0:
         return {k: Estimate(v, float("nan"), float("nan"), 0) for k, v in point.items()}
     rng = np.random.default_rng(seed)
@@ -58,7 +61,7 @@ def bootstrap_metrics(
     for _ in tqdm(range(n_boot), desc="bootstrap", disable=None if progress else True, leave=False):
         chosen = rng.integers(0, len(uniques), len(uniques))
         idx = np.concatenate([rows_of[c] for c in chosen])
-        values = compute(frame.iloc[idx])
+        values = replicate(frame.iloc[idx])
         for k in point:
             reps[k].append(values.get(k, np.nan))
     out = {}

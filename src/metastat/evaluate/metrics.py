@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 from scipy.special import logit
-from sklearn import metrics as skm
 
 from metastat.stats import cox_1d, logistic_fit
 
@@ -24,18 +23,26 @@ def _two_classes(y: np.ndarray) -> bool:
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve."""
-    return float(skm.roc_auc_score(y, score)) if _two_classes(y) else float("nan")
+    """Area under the ROC curve (Mann-Whitney U with mid-ranks; equals scikit-learn's)."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y)
+    pos = y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(score, dtype=float))
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def accuracy(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
-    return float(skm.accuracy_score(y, p >= threshold))
+    return float(np.mean((np.asarray(p) >= threshold) == (np.asarray(y) == 1)))
 
 
 def balanced_accuracy(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
     if not _two_classes(y):
         return float("nan")
-    return float(skm.balanced_accuracy_score(y, p >= threshold))
+    return float((sensitivity(y, p, threshold) + specificity(y, p, threshold)) / 2)
 
 
 def sensitivity(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
@@ -99,30 +106,78 @@ def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndar
 # --- time-to-event ------------------------------------------------------------------------------
 
 
-def harrell_c(y_surv: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's concordance index (ties in risk count 1/2)."""
-    from sksurv.metrics import concordance_index_censored
+#: above this many samples the concordance falls back to scikit-survival's loop (O(n) memory)
+PAIRWISE_MAX = 4000
 
+
+def _concordance(
+    event: np.ndarray, time: np.ndarray, risk: np.ndarray, weights: np.ndarray, tol: float = 1e-8
+) -> float:
+    """Weighted concordance exactly as scikit-survival counts it: a pair (i, j) is comparable
+    when i has an event and j outlives i (or is censored at i's time); ties in risk count 1/2;
+    each comparable pair weighs ``weights[i]``."""
+    rows = np.flatnonzero(event & (weights > 0))
+    if rows.size == 0:
+        return float("nan")
+    ti, tj = time[rows, None], time[None, :]
+    comparable = (tj > ti) | ((tj == ti) & ~event[None, :])
+    diff = risk[rows, None] - risk[None, :]
+    score = np.where(np.abs(diff) <= tol, 0.5, (diff > 0).astype(float))
+    w = weights[rows, None]
+    den = float((w * comparable).sum())
+    return float((w * comparable * score).sum() / den) if den > 0 else float("nan")
+
+
+def harrell_c(y_surv: np.ndarray, risk: np.ndarray) -> float:
+    """Harrell's concordance index (ties in risk count 1/2; equals scikit-survival's)."""
     ev, tm = _fields(y_surv)
     if not ev.any():
         return float("nan")
-    return float(concordance_index_censored(ev, tm, risk)[0])
+    risk = np.asarray(risk, dtype=float)
+    if len(tm) > PAIRWISE_MAX:
+        from sksurv.metrics import concordance_index_censored
+
+        return float(concordance_index_censored(ev, tm, risk)[0])
+    return _concordance(ev, tm, risk, np.ones(len(tm)))
+
+
+_IPCW_CACHE: dict[bytes, object] = {}
+
+
+def _censoring(y_train: np.ndarray) -> object:
+    """scikit-survival's censoring-distribution estimator fitted on ``y_train`` (cached: the
+    bootstrap refits nothing while the reference cohort stays the same)."""
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    key = y_train.tobytes()
+    if key not in _IPCW_CACHE:
+        if len(_IPCW_CACHE) > 64:
+            _IPCW_CACHE.clear()
+        _IPCW_CACHE[key] = CensoringDistributionEstimator().fit(y_train)
+    return _IPCW_CACHE[key]
 
 
 def uno_c(
     y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, tau: float | None = None
 ) -> float:
-    """Uno's IPCW concordance, truncated at ``tau``; censoring distribution from ``y_train``."""
-    from sksurv.metrics import concordance_index_ipcw
-
-    ev, _ = _fields(y_test)
+    """Uno's IPCW concordance, truncated at ``tau``; censoring distribution from ``y_train``
+    (equals scikit-survival's ``concordance_index_ipcw``)."""
+    ev, tm = _fields(y_test)
     if not ev.any():
         return float("nan")
     tau = _safe_tau(y_train, y_test, tau)
+    risk = np.asarray(risk, dtype=float)
+    mask = tm < tau
     try:
-        return float(concordance_index_ipcw(y_train, y_test, risk, tau=tau)[0])
+        ipcw = np.zeros(len(tm))
+        ipcw[mask] = _censoring(y_train).predict_ipcw(y_test[mask])  # type: ignore[attr-defined]
     except ValueError:
         return float("nan")
+    if len(tm) > PAIRWISE_MAX:
+        from sksurv.metrics import concordance_index_ipcw
+
+        return float(concordance_index_ipcw(y_train, y_test, risk, tau=tau)[0])
+    return _concordance(ev, tm, risk, np.square(ipcw))
 
 
 def time_dependent_auc(

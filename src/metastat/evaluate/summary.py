@@ -52,7 +52,11 @@ def _binary_metrics(d: pd.DataFrame, threshold: float) -> dict[str, float]:
 
 
 def _survival_metrics(
-    d: pd.DataFrame, y_ref: np.ndarray, horizon: float | None, surv_times: Sequence[float] | None
+    d: pd.DataFrame,
+    y_ref: np.ndarray,
+    horizon: float | None,
+    surv_times: Sequence[float] | None,
+    p_values: bool = True,
 ) -> dict[str, float]:
     d = d[d["time"].notna() & d["event"].notna()]
     if d.empty:
@@ -64,8 +68,9 @@ def _survival_metrics(
         "c_index": M.harrell_c(y, risk),
         "uno_c": M.uno_c(y_ref, y, risk, horizon),
         "hazard_ratio": M.hazard_ratio(y, high),
-        "logrank_p": M.logrank(y, high)[1],
     }
+    if p_values:  # a point value only: p-values get no bootstrap CI
+        out["logrank_p"] = M.logrank(y, high)[1]
     if horizon is not None:
         out["td_auc"] = M.time_dependent_auc(y_ref, y, risk, horizon)
         p = d["prob"].to_numpy(dtype=float)
@@ -95,8 +100,10 @@ def metric_function(
     horizon: float | None = None,
     threshold: float = 0.5,
     surv_times: Sequence[float] | None = None,
+    p_values: bool = True,
 ) -> Callable[[pd.DataFrame], dict[str, float]]:
-    """The function computing every applicable metric on (a resample of) ``predictions``.
+    """The function computing every applicable metric on (a resample of) ``predictions``
+    (``p_values=False`` for bootstrap replicates: p-values are reported without a CI).
 
     Binary metrics are computed whenever a binary truth exists (recorded status, or event by the
     horizon), survival metrics whenever follow-up times exist; each is averaged over CV repeats.
@@ -119,7 +126,7 @@ def metric_function(
             if has_binary:
                 values |= _binary_metrics(d, threshold)
             if y_ref is not None:
-                values |= _survival_metrics(d, y_ref, horizon, surv_times)
+                values |= _survival_metrics(d, y_ref, horizon, surv_times, p_values)
             per_repeat.append(values)
         keys = per_repeat[0].keys() if per_repeat else []
         return {k: _mean_finite([r.get(k, np.nan) for r in per_repeat]) for k in keys}
@@ -138,10 +145,15 @@ def summarise(
     progress: bool = False,
 ) -> dict[str, Estimate]:
     """Every applicable metric of one model's predictions, with patient-bootstrap 95 % CIs."""
-    compute = metric_function(
-        predictions, horizon=horizon, threshold=threshold, surv_times=surv_times
+    kw = {"horizon": horizon, "threshold": threshold, "surv_times": surv_times}
+    return bootstrap_metrics(
+        predictions,
+        metric_function(predictions, **kw),  # type: ignore[arg-type]
+        replicate=metric_function(predictions, p_values=False, **kw),  # type: ignore[arg-type]
+        n_boot=n_boot,
+        seed=seed,
+        progress=progress,
     )
-    return bootstrap_metrics(predictions, compute, n_boot=n_boot, seed=seed, progress=progress)
 
 
 def compare(
@@ -161,28 +173,42 @@ def compare(
     ``predictions`` holds both models' rows (column ``model``) on the same splits; the bootstrap
     resamples patients once per replicate for both models, so the CI of each difference is paired.
     """
-    fns = {
-        m: metric_function(
-            predictions[predictions["model"] == m],
-            horizon=horizon,
-            threshold=threshold,
-            surv_times=surv_times,
-        )
-        for m in (primary, baseline)
-    }
 
-    def compute(frame: pd.DataFrame) -> dict[str, float]:
-        a = fns[primary](frame[frame["model"] == primary])
-        b = fns[baseline](frame[frame["model"] == baseline])
-        out = dict(a)
-        out |= {f"baseline_{k}": v for k, v in b.items()}
-        out |= {f"delta_{k}": a[k] - b[k] for k in a if k in b and k not in DELTA_SKIP}
-        return out
+    def paired(p_values: bool) -> Callable[[pd.DataFrame], dict[str, float]]:
+        fns = {
+            m: metric_function(
+                predictions[predictions["model"] == m],
+                horizon=horizon,
+                threshold=threshold,
+                surv_times=surv_times,
+                p_values=p_values,
+            )
+            for m in (primary, baseline)
+        }
 
-    return bootstrap_metrics(predictions, compute, n_boot=n_boot, seed=seed, progress=progress)
+        def compute(frame: pd.DataFrame) -> dict[str, float]:
+            is_primary = (frame["model"] == primary).to_numpy()
+            a = fns[primary](frame[is_primary])
+            b = fns[baseline](frame[~is_primary])
+            out = dict(a)
+            out |= {f"baseline_{k}": v for k, v in b.items()}
+            out |= {f"delta_{k}": a[k] - b[k] for k in a if k in b and k not in DELTA_SKIP}
+            return out
+
+        return compute
+
+    return bootstrap_metrics(
+        predictions,
+        paired(True),
+        replicate=paired(False),
+        n_boot=n_boot,
+        seed=seed,
+        progress=progress,
+    )
 
 
-DELTA_SKIP = frozenset({"logrank_p"})
+#: metrics whose difference between two models means nothing (p-values, ratios)
+DELTA_SKIP = frozenset({"logrank_p", "hazard_ratio"})
 
 
 def metrics_json(estimates: dict[str, Estimate]) -> dict[str, dict[str, float | None]]:

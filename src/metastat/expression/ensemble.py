@@ -63,6 +63,12 @@ class SignatureEnsemble(BaseEstimator):
         self.skipped_signatures_ = [s.name for s in self.signatures if s not in sets]
         sets += self._learned(values, genes, y, groups, rng)
         sets += self._modules(values, genes)
+        if not sets:
+            raise InputError(
+                f"no signature covers {self.min_coverage:.0%} of its genes among the "
+                f"{len(genes)} genes of these data ({len(self.skipped_signatures_)} skipped); "
+                "use a gene-level model (e.g. --model coxnet) or add signatures."
+            )
         self.sets_ = sets
         weights = self._weight_matrix(genes)  # genes x sets
         scores = values @ weights

@@ -231,9 +231,11 @@ class RiskModel(BaseEstimator):
         data = z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy()
         return np.asarray(self.learner_.predict(data), dtype=float)
 
-    def predict(self, x: pd.DataFrame, batch: np.ndarray | None = None) -> np.ndarray:
-        """Risk score (higher = worse prognosis)."""
-        return self._risk(self.preprocessor_.transform(x, batch))
+    def predict(
+        self, x: pd.DataFrame, batch: np.ndarray | None = None, strict: bool = True
+    ) -> np.ndarray:
+        """Risk score (higher = worse prognosis); ``strict``: see the preprocessor."""
+        return self._risk(self.preprocessor_.transform(x, batch, strict))
 
     def survival_at(self, risk: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Predicted survival probability S(t) for each sample (rows) and time (columns)."""
@@ -251,10 +253,14 @@ class RiskModel(BaseEstimator):
         return np.full(len(risk), np.nan)
 
     def predict_frame(
-        self, x: pd.DataFrame, surv_times: np.ndarray | None = None, batch: np.ndarray | None = None
+        self,
+        x: pd.DataFrame,
+        surv_times: np.ndarray | None = None,
+        batch: np.ndarray | None = None,
+        strict: bool = True,
     ) -> pd.DataFrame:
-        """Risk, probability, risk group (and survival probabilities) per sample."""
-        risk = self.predict(x, batch)
+        """Risk, probability with its interval, risk group (and survival probabilities)."""
+        risk = self.predict(x, batch, strict)
         interval = self.probability_interval(risk)
         out = pd.DataFrame(
             {

@@ -166,7 +166,7 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         values = x.reindex(columns=self.genes_in_).to_numpy(dtype=float)
         return pd.Series((~np.isfinite(values)).sum(axis=1), index=x.index, name="missing")
 
-    def _check_missing(self, x: pd.DataFrame) -> None:
+    def _check_missing(self, x: pd.DataFrame, strict: bool = True) -> None:
         limit = self.max_missing_genes * len(self.genes_in_)
         missing = self.missing_genes(x)
         if len(missing) > limit:
@@ -177,7 +177,15 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
             )
         per_sample = self.missing_per_sample(x)
         bad = per_sample[per_sample > limit]
-        if len(bad):
+        if len(bad) and not strict:
+            import logging
+
+            shown = ", ".join(f"{sid!r} ({n})" for sid, n in bad.head(5).items())
+            logging.getLogger(__name__).warning(
+                f"{len(bad)} sample(s) miss more than {self.max_missing_genes:.0%} of the "
+                f"model's {len(self.genes_in_)} genes (imputed with the training median): {shown}"
+            )
+        elif len(bad):
             shown = ", ".join(f"{sid!r} ({n})" for sid, n in bad.head(5).items())
             raise InputError(
                 f"{len(bad)} sample(s) have more than {self.max_missing_genes:.0%} of the "
@@ -185,8 +193,13 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
                 "send complete profiles (empty cells count as missing)."
             )
 
-    def transform(self, x: pd.DataFrame, batch: np.ndarray | None = None) -> pd.DataFrame:
+    def transform(
+        self, x: pd.DataFrame, batch: np.ndarray | None = None, strict: bool = True
+    ) -> pd.DataFrame:
         """Apply the fitted steps.
+
+        ``strict``: a sample missing more than ``max_missing_genes`` of the genes is an error
+        (scoring single profiles); otherwise a warning and imputation (validating a cohort).
 
         With ComBat fitted, samples of training batches need their ``batch`` labels; a new cohort
         (``batch=None``) is instead standardised by its own statistics when ``scale='batch'``.
@@ -194,7 +207,7 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
         x = _as_frame(x, "transform")
         if not hasattr(self, "genes_"):
             raise ModelError("the preprocessor is not fitted.")
-        self._check_missing(x)
+        self._check_missing(x, strict)
         values = x.reindex(columns=self.genes_in_).to_numpy(dtype=float)
         values = np.where(np.isfinite(values), values, np.nan)
         values = self._log(values, x.reindex(columns=self.genes_in_))

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import pandas as pd
 
 from metastat.data.cohort import cohort_name
 from metastat.data.pool import pool_cohorts
-from metastat.errors import InputError
+from metastat.errors import InputError, MetastatError
 from metastat.expression.defaults import FAMILIES, REPRESENTATIONS, TIE_MARGIN, Choice, model_for
 from metastat.progress import status
+
+if TYPE_CHECKING:
+    from metastat.expression.validate import EvaluationResult
 
 
 @dataclass
@@ -59,8 +63,6 @@ def select_default(
     test_outcomes: dict[str, str] | None = None,
 ) -> Selection:
     """Score every candidate by LOCO over ``cohorts`` (or 5-fold CV of a single cohort)."""
-    from metastat.expression.validate import cross_validate, external_validate
-
     if not cohorts:
         raise InputError("the protocol needs at least one training cohort.")
     names = [cohort_name(c) for c in cohorts]
@@ -69,40 +71,51 @@ def select_default(
     metric = ""
     for fam, rep in candidates():
         for i, held in enumerate(names):
-            if len(cohorts) == 1:
-                status(f"protocol: {fam}/{rep}, 5-fold CV on {held}")
-                res = cross_validate(
-                    cohorts[0],
-                    outcome,
-                    model=_model(fam, cohorts[0], outcome),
-                    representation=rep,
-                    n_boot=0,
-                    seed=seed,
-                    gene_key=gene_key,
-                    progress=False,
-                )
-            else:
-                status(f"protocol: {fam}/{rep}, held-out {held}")
-                rest = [c for j, c in enumerate(cohorts) if j != i]
-                train = rest[0] if len(rest) == 1 else pool_cohorts(rest, outcome)
-                res = external_validate(
-                    train,
-                    cohorts[i],
-                    outcome,
-                    model=_model(fam, cohorts[0], outcome),
-                    representation=rep,
-                    n_boot=0,
-                    seed=seed,
-                    gene_key=gene_key,
-                    progress=False,
-                    batch_key=None if len(rest) == 1 else "cohort",
-                    test_outcome=test_outcomes.get(held, outcome),
-                )
+            try:
+                res = _held_out(cohorts, i, fam, rep, outcome, seed, gene_key, test_outcomes)
+            except MetastatError as exc:  # cannot be fitted there: no information (0.5)
+                status(f"protocol: {fam}/{rep} on {held} not fitted ({exc}); scored 0.5")
+                rows[(fam, rep)][held] = 0.5
+                continue
             metric = "c_index" if res.outcome.kind == "survival" else "auc"
             rows[(fam, rep)][held] = float(res.metrics[metric].estimate)
     scores = pd.DataFrame(rows).T
     scores.index = pd.MultiIndex.from_tuples(scores.index, names=["family", "representation"])
     return Selection(scores, metric, choose(scores))
+
+
+def _held_out(
+    cohorts: list[ad.AnnData],
+    i: int,
+    fam: str,
+    rep: str,
+    outcome: str,
+    seed: int,
+    gene_key: str,
+    test_outcomes: dict[str, str],
+) -> EvaluationResult:
+    """One held-out evaluation of one candidate (no bootstrap)."""
+    from metastat.expression.validate import cross_validate, external_validate
+
+    held = cohort_name(cohorts[i])
+    model = _model(fam, cohorts[0], outcome)
+    common = {"representation": rep, "n_boot": 0, "seed": seed, "gene_key": gene_key}
+    if len(cohorts) == 1:
+        status(f"protocol: {fam}/{rep}, 5-fold CV on {held}")
+        return cross_validate(cohorts[0], outcome, model=model, progress=False, **common)
+    status(f"protocol: {fam}/{rep}, held-out {held}")
+    rest = [c for j, c in enumerate(cohorts) if j != i]
+    train = rest[0] if len(rest) == 1 else pool_cohorts(rest, outcome)
+    return external_validate(
+        train,
+        cohorts[i],
+        outcome,
+        model=model,
+        batch_key=None if len(rest) == 1 else "cohort",
+        test_outcome=test_outcomes.get(held, outcome),
+        progress=False,
+        **common,
+    )
 
 
 def _model(family: str, cohort: ad.AnnData, outcome: str) -> str:

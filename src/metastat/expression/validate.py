@@ -239,22 +239,23 @@ def _fit_predict(
 ) -> tuple[pd.DataFrame, pd.Series | None, int]:
     """Fit one model on one training fold and predict its test fold (one CV job)."""
     m, split = job
+    name = ctx["baseline"] if m != ctx["model"] else m
     batch = ctx["batch"]
     b_tr, b_te = (None, None) if batch is None else (batch[split.train], batch[split.test])
     rep = ctx["representation"] if m == ctx["model"] else ctx["baseline_representation"]
-    est = _estimator(m, ctx["outcome"], rep, ctx["seed"], **ctx["params"])
+    est = _estimator(name, ctx["outcome"], rep, ctx["seed"], **ctx["params"])
     est.fit(x.iloc[split.train], y[split.train], groups[split.train], batch=b_tr)
-    pred = est.predict_frame(x.iloc[split.test], ctx["surv_times"], batch=b_te)
+    pred = est.predict_frame(x.iloc[split.test], ctx["surv_times"], batch=b_te, strict=False)
     rows = _rows(
         pred, ctx["truth"].iloc[split.test], groups[split.test], m, split.repeat, split.fold
     )
     return rows, est.gene_coefficients, _selected(est)
 
 
-def _run_jobs(jobs: list, fn: Any, desc: str, n_jobs: int) -> list:
+def _run_jobs(jobs: list, fn: Any, desc: str, n_jobs: int, show: bool = True) -> list:
     """Run CV jobs, on ``n_jobs`` processes when > 1 (results in job order)."""
     if n_jobs == 1 or len(jobs) == 1:
-        return [fn(j) for j in progress_bar(jobs, desc, unit="fit")]
+        return [fn(j) for j in (progress_bar(jobs, desc, unit="fit") if show else jobs)]
     from joblib import Parallel, delayed
 
     status(f"{desc}: {len(jobs)} fits on {n_jobs} processes")
@@ -297,15 +298,14 @@ def cross_validate(
     name = cohort_name(adata)
     notes: list[str] = []
     genes = GeneReport()
-    notes += checks.emit(
-        [w for w in [checks.gene_id_warning(adata.var_names, f"cohort {name!r}")] if w]
-    )
     adata = collapse_genes(adata, gene_key, genes)  # type: ignore[arg-type]
+    notes += checks.emit(_id_warnings([adata], gene_key))
     outcome = resolve_outcome(adata, outcome_name, horizon=horizon)
     mask = _usable(adata, outcome, notes)
     model = model or default_model(outcome)
     baseline = baseline or default_baseline(outcome)
     representation = representation or default_representation()
+    label = _comparator_label(model, baseline)
     x = expression_frame(adata)[mask]
     groups = patients(adata)[mask]
     y = _target(outcome, mask)
@@ -325,15 +325,16 @@ def cross_validate(
         "representation": representation,
         "baseline_representation": baseline_representation or COMPARATOR_REPRESENTATION,
         "model": model,
+        "baseline": baseline,
         "seed": seed,
         "surv_times": _surv_times(outcome, mask),
         "truth": _truth(outcome, mask),
         "params": {"signatures": signatures, "n_interval": 0},
     }
     t0 = time.perf_counter()
-    jobs = [(m, s) for s in splits for m in (model, baseline)]
+    jobs = [(m, s) for s in splits for m in (model, label)]
     fn = partial(_fit_predict, x=x, y=y, groups=groups, ctx=ctx)
-    results = _run_jobs(jobs, fn, f"CV {name}/{outcome_name}", _n_jobs(n_jobs))
+    results = _run_jobs(jobs, fn, f"CV {name}/{outcome_name}", _n_jobs(n_jobs), progress)
     predictions = pd.concat([r[0] for r in results], ignore_index=True)
     mine = [r for r, (m, _) in zip(results, jobs, strict=True) if m == model]
     coefs = [r[1] for r in mine if r[1] is not None]
@@ -348,7 +349,7 @@ def cross_validate(
     metrics = compare(
         predictions,
         primary=model,
-        baseline=baseline,
+        baseline=label,
         horizon=outcome.horizon,
         surv_times=ctx["surv_times"],
         n_boot=n_boot,
@@ -381,8 +382,22 @@ def cross_validate(
         warnings=notes,
     )
     return EvaluationResult(
-        model, baseline, outcome, predictions, metrics, meta, gene_importance(coefs)
+        model, label, outcome, predictions, metrics, meta, gene_importance(coefs)
     )
+
+
+def _comparator_label(model: str, baseline: str) -> str:
+    """The comparator's name in the predictions table (distinct from the model's)."""
+    return baseline if baseline != model else f"{baseline}_comparator"
+
+
+def _id_warnings(cohorts: list[ad.AnnData], gene_key: str) -> list[str]:
+    """Gene ids (after mapping by ``gene_key``) that look like probes / accessions."""
+    out = []
+    for c in cohorts:
+        w = checks.gene_id_warning(c.var_names, f"cohort {cohort_name(c)!r}", gene_key)
+        out += [w] if w else []
+    return out
 
 
 def _metric_notes(metrics: dict[str, Estimate], outcome: Outcome) -> list[str]:
@@ -443,11 +458,9 @@ def external_validate(
     pool of studies harmonised by ComBat.
     """
     notes: list[str] = []
-    for c in (train, test):
-        w = checks.gene_id_warning(c.var_names, f"cohort {cohort_name(c)!r}")
-        notes += checks.emit([w] if w else [])
     genes = GeneReport()
     train, test = align_cohorts([train, test], gene_key, genes)  # type: ignore[arg-type]
+    notes += checks.emit(_id_warnings([train], gene_key))
     status(f"genes: {genes.summary()}".replace("\n", "; "))
     out_tr = resolve_outcome(train, outcome_name, horizon=horizon)
     out_te = resolve_outcome(test, test_outcome or outcome_name, horizon=horizon)
@@ -500,15 +513,24 @@ def external_validate(
     batch = train.obs[batch_key].astype(str).to_numpy()[m_tr] if batch_key else None
     t0 = time.perf_counter()
 
-    reps = {model: representation, baseline: baseline_representation or COMPARATOR_REPRESENTATION}
+    label = _comparator_label(model, baseline)
+    jobs = {
+        model: (model, representation),
+        label: (baseline, baseline_representation or COMPARATOR_REPRESENTATION),
+    }
 
     def one(m: str) -> tuple[pd.DataFrame, pd.Series | None, int]:
-        est = _estimator(m, out_tr, reps[m], seed, scale=scale, signatures=signatures, n_interval=0)
+        name, rep = jobs[m]
+        est = _estimator(name, out_tr, rep, seed, scale=scale, signatures=signatures, n_interval=0)
         est.fit(x_tr, y_tr, g_tr, batch=batch)
-        rows = _rows(est.predict_frame(x_te, surv_times), truth, g_te, m, 0, 0)
+        rows = _rows(est.predict_frame(x_te, surv_times, strict=False), truth, g_te, m, 0, 0)
         return rows, est.gene_coefficients, _selected(est)
 
-    results = [one(m) for m in progress_bar((model, baseline), f"train {cohort_name(train)}")]
+    models = (model, label)
+    results = [
+        one(m)
+        for m in (progress_bar(models, f"train {cohort_name(train)}") if progress else models)
+    ]
     predictions = pd.concat([r[0] for r in results], ignore_index=True)
     coefs = [results[0][1]] if results[0][1] is not None else []
     notes += checks.emit(
@@ -521,7 +543,7 @@ def external_validate(
     metrics = compare(
         predictions,
         primary=model,
-        baseline=baseline,
+        baseline=label,
         horizon=out_tr.horizon,
         surv_times=surv_times,
         n_boot=n_boot,
@@ -539,7 +561,7 @@ def external_validate(
         model=model,
         baseline=baseline,
         representation=representation,
-        baseline_representation=reps[baseline],
+        baseline_representation=jobs[label][1],
         gene_key=gene_key,
         n_boot=n_boot,
         horizon=out_tr.horizon,
@@ -557,5 +579,5 @@ def external_validate(
         warnings=notes,
     )
     return EvaluationResult(
-        model, baseline, out_te, predictions, metrics, meta, gene_importance(coefs)
+        model, label, out_te, predictions, metrics, meta, gene_importance(coefs)
     )
