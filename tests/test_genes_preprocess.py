@@ -81,8 +81,11 @@ def test_missing_values_and_missing_genes() -> None:
     train.iloc[:3, 1] = np.nan  # imputed with the training median
     pre = ExpressionPreprocessor().fit(train)
     assert "G0" not in pre.genes_ and "G1" in pre.genes_
-    few = train.drop(columns=["G5"])  # 1 of 20 missing: imputed
-    assert np.isfinite(pre.transform(few).to_numpy()).all()
+    few = train.drop(columns=["G5"])  # 1 of 19 model genes absent: imputed ...
+    assert np.isfinite(pre.transform(few.iloc[3:]).to_numpy()).all()
+    # ... but rows 0-2 also lack G1 (NaN): 2 of 19 missing per profile > 10 %, refused by id
+    with pytest.raises(InputError, match=r"3 sample\(s\).*missing or not a number: 0 \(2\)"):
+        pre.transform(few)
     with pytest.raises(InputError, match=r"absent from the profile.*G10"):
         pre.transform(train.drop(columns=[f"G{i}" for i in range(10, 16)]))
 

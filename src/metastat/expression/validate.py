@@ -332,9 +332,13 @@ def cross_validate(
         "params": {"signatures": signatures, "n_interval": 0},
     }
     t0 = time.perf_counter()
-    jobs = [(m, s) for s in splits for m in (model, label)]
+    same = (model, representation) == (baseline, ctx["baseline_representation"])
+    jobs = [(m, s) for s in splits for m in ((model,) if same else (model, label))]
     fn = partial(_fit_predict, x=x, y=y, groups=groups, ctx=ctx)
     results = _run_jobs(jobs, fn, f"CV {name}/{outcome_name}", _n_jobs(n_jobs), progress)
+    if same:  # the default is the comparator: one fit serves both rows
+        jobs = [j for job in jobs for j in (job, (label, job[1]))]
+        results = [r for res in results for r in (res, (res[0].assign(model=label), *res[1:]))]
     predictions = pd.concat([r[0] for r in results], ignore_index=True)
     mine = [r for r, (m, _) in zip(results, jobs, strict=True) if m == model]
     coefs = [r[1] for r in mine if r[1] is not None]
@@ -527,10 +531,14 @@ def external_validate(
         return rows, est.gene_coefficients, _selected(est)
 
     models = (model, label)
+    if jobs[model] == jobs[label]:  # the default is the comparator: one fit serves both rows
+        models = (model,)
     results = [
         one(m)
         for m in (progress_bar(models, f"train {cohort_name(train)}") if progress else models)
     ]
+    if len(results) == 1:
+        results.append((results[0][0].assign(model=label), *results[0][1:]))
     predictions = pd.concat([r[0] for r in results], ignore_index=True)
     coefs = [results[0][1]] if results[0][1] is not None else []
     notes += checks.emit(
