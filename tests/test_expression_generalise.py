@@ -265,3 +265,20 @@ def test_patients_shared_by_id_are_excluded_not_silently_scored() -> None:
     with pytest.raises(ValidationError, match="every test sample"):
         external_validate(acrg, acrg.copy(), "recurrence", model="logistic", n_boot=0,
                           progress=False)  # fmt: skip
+
+
+def test_td_auc_that_cannot_be_computed_says_why() -> None:
+    from metastat.data.outcomes import Outcome
+    from metastat.evaluate.bootstrap import Estimate
+    from metastat.expression.validate import _metric_notes
+
+    out = Outcome("dmfs", "survival", np.ones(3), np.ones(3), "days", 9999.0, np.ones(3))
+    notes = _metric_notes({"td_auc": Estimate(float("nan"), float("nan"), float("nan"))}, out)
+    assert notes and "outside the test follow-up" in notes[0] and "--horizon" in notes[0]
+
+
+def test_cli_model_names_match_the_registry() -> None:
+    from metastat.cli.expression import MODEL_NAMES
+    from metastat.expression.model import MODELS
+
+    assert MODEL_NAMES.split(", ") == sorted(MODELS)

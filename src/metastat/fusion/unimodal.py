@@ -74,7 +74,7 @@ class TabularRiskModel(RiskModel):
         self._calibrate(np.asarray(self.learner_.oof_risk_, dtype=float), y, has_time)
         return self
 
-    def predict(self, x: pd.DataFrame, batch: Any = None) -> np.ndarray:
+    def predict(self, x: pd.DataFrame, batch: Any = None, strict: bool = True) -> np.ndarray:
         return self._risk(self.encoder_.transform(x))
 
     @property
@@ -146,7 +146,8 @@ class UnimodalModel:
         out = pd.Series(np.nan, index=data.ids)
         has = data.present[self.modality].to_numpy() if self.modality in data.present else None
         if has is not None and has.any():
-            out[has] = self.model_.predict(modality_input(data, self.modality)[has])
+            # a cohort is scored leniently: sparse profiles are imputed with a warning
+            out[has] = self.model_.predict(modality_input(data, self.modality)[has], strict=False)
         return out
 
     def predict_frame(
