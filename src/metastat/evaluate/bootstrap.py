@@ -57,11 +57,12 @@ def bootstrap_metrics(
     rng = np.random.default_rng(seed)
     codes, uniques = pd.factorize(frame[cluster])
     rows_of = [np.flatnonzero(codes == i) for i in range(len(uniques))]
+    plans = [
+        np.concatenate([rows_of[c] for c in rng.integers(0, len(uniques), len(uniques))])
+        for _ in range(n_boot)
+    ]
     reps: dict[str, list[float]] = {k: [] for k in point}
-    for _ in tqdm(range(n_boot), desc="bootstrap", disable=None if progress else True, leave=False):
-        chosen = rng.integers(0, len(uniques), len(uniques))
-        idx = np.concatenate([rows_of[c] for c in chosen])
-        values = replicate(frame.iloc[idx])
+    for values in _replicates(frame, replicate, plans, progress):
         for k in point:
             reps[k].append(values.get(k, np.nan))
     out = {}
@@ -74,3 +75,36 @@ def bootstrap_metrics(
             lo, hi = np.quantile(arr, [alpha / 2, 1 - alpha / 2])
             out[k] = Estimate(v, float(lo), float(hi), len(arr))
     return out
+
+
+#: replicates from which the bootstrap is spread over processes (results are identical)
+PARALLEL_MIN = 200
+
+
+def _chunk(
+    frame: pd.DataFrame, fn: Callable[[pd.DataFrame], dict[str, float]], plans: list[np.ndarray]
+) -> list[dict[str, float]]:
+    return [fn(frame.iloc[idx]) for idx in plans]
+
+
+def _replicates(
+    frame: pd.DataFrame,
+    fn: Callable[[pd.DataFrame], dict[str, float]],
+    plans: list[np.ndarray],
+    progress: bool,
+) -> list[dict[str, float]]:
+    """Metric values of every resample; on up to 2 processes for many replicates (the resamples
+    are drawn beforehand, so the result does not depend on the number of processes)."""
+    import os
+
+    n_jobs = min(2, os.cpu_count() or 1)
+    if n_jobs == 1 or len(plans) < PARALLEL_MIN:
+        it = tqdm(plans, desc="bootstrap", disable=None if progress else True, leave=False)
+        return [fn(frame.iloc[idx]) for idx in it]
+    from joblib import Parallel, delayed
+
+    chunks = np.array_split(np.arange(len(plans)), 4 * n_jobs)
+    parts = Parallel(n_jobs=n_jobs)(
+        delayed(_chunk)(frame, fn, [plans[i] for i in c]) for c in chunks
+    )
+    return [v for part in parts for v in part]

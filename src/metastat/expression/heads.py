@@ -129,9 +129,9 @@ class LogisticCV(BaseEstimator):
         self.inner_folds = inner_folds
         self.seed = seed
 
-    def _model(self, c: float) -> LogisticRegression:
+    def _model(self, c: float, warm: bool = False) -> LogisticRegression:
         return LogisticRegression(
-            C=c, l1_ratio=self.l1_ratio, solver="saga", max_iter=5000, tol=1e-3
+            C=c, l1_ratio=self.l1_ratio, solver="saga", max_iter=5000, tol=1e-3, warm_start=warm
         )
 
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> LogisticCV:
@@ -144,15 +144,19 @@ class LogisticCV(BaseEstimator):
             raise ValidationError("the training fold has a single class at the horizon.")
         folds = _inner_splits(y[known], g, self.inner_folds, self.seed, yb)
         best = (-np.inf, 0.0, np.zeros(len(yb)))
+        cs = sorted(self.cs)  # strongest penalty first: each fit warm-starts the next
+        oof = np.zeros((len(cs), len(yb)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            for c in self.cs:
-                oof = np.zeros(len(yb))
-                for tr, te in folds:
-                    oof[te] = self._model(c).fit(x[tr], yb[tr]).decision_function(x[te])
-                auc = roc_auc_score(yb, oof)
+            for tr, te in folds:
+                path = self._model(cs[0], warm=True)
+                for k, c in enumerate(cs):
+                    path.set_params(C=c)
+                    oof[k, te] = path.fit(x[tr], yb[tr]).decision_function(x[te])
+            for k, c in enumerate(cs):
+                auc = roc_auc_score(yb, oof[k])
                 if auc > best[0]:
-                    best = (auc, c, oof)
+                    best = (auc, c, oof[k])
             self.inner_auc_, self.c_, oof = best
             self.model_ = self._model(self.c_).fit(x, yb)
         self.oof_risk_ = np.full(len(known), np.nan)
