@@ -30,6 +30,7 @@ import pandas as pd
 
 from metastat.data.pool import pool_cohorts
 from metastat.data.registry import load_dataset
+from metastat.errors import MetastatError
 from metastat.evaluate import metrics as M
 from metastat.expression.defaults import DEFAULT, model_for
 from metastat.expression.select import select_default
@@ -60,7 +61,32 @@ def _train(names: tuple[str, ...], outcome: str):
     return pool_cohorts([load_dataset(n) for n in names], outcome), "cohort"
 
 
+class _Cached:
+    """A saved run read back (metrics, predictions, names), so a re-run skips finished rows."""
+
+    def __init__(self, folder: Path) -> None:
+        from metastat.evaluate.bootstrap import Estimate
+
+        raw = json.loads((folder / "metrics.json").read_text())
+        nan = float("nan")
+        self.metrics = {
+            k: Estimate(*(nan if v[f] is None else v[f] for f in ("estimate", "ci_low", "ci_high")))
+            for k, v in raw.items()
+        }
+        self.predictions = pd.read_csv(folder / "predictions.csv")
+        self.meta = json.loads((folder / "run.json").read_text())
+        self.model, self.baseline = self.meta["model"], self.meta["baseline_label"]
+
+
+CACHE: Path | None = None
+
+
 def _run(names, test, outcome, family, rep, n_boot, test_outcome=None):
+    key = f"{'+'.join(names)}__{test}__{family}_{rep}_{n_boot}"
+    folder = CACHE / "runs" / key if CACHE else None
+    if folder is not None and (folder / "run.json").exists():
+        cached = _Cached(folder)
+        return cached, cached.meta.get("bench_seconds", float("nan"))
     train, batch_key = _train(names, outcome)
     t0 = time.perf_counter()
     res = external_validate(
@@ -74,7 +100,11 @@ def _run(names, test, outcome, family, rep, n_boot, test_outcome=None):
         test_outcome=test_outcome,
         progress=False,
     )
-    return res, time.perf_counter() - t0
+    secs = time.perf_counter() - t0
+    if folder is not None:
+        res.meta |= {"baseline_label": res.baseline, "bench_seconds": secs}
+        res.save(folder)
+    return res, secs
 
 
 def _metrics(outcome: str) -> list[str]:
@@ -126,22 +156,31 @@ def main() -> None:
     args = ap.parse_args()
     set_quiet(True)
     args.out.mkdir(parents=True, exist_ok=True)
+    global CACHE
+    CACHE = args.out
     fam, rep = DEFAULT.family, DEFAULT.representation
     other = "standardise" if rep == "rank" else "rank"
     rows, headline = [], []
-    clean_choice: dict[str, tuple[str, str]] = {}
+    clean_rank: dict[str, list[tuple[str, str]]] = {}
+    clean_choice: dict[str, str] = {}
     for names, test, outcome, test_outcome in TRANSFERS:
         label = "+".join(n.split("_", 1)[1] for n in names) + " -> " + test.split("_", 1)[1]
         res, secs = _run(names, test, outcome, fam, rep, args.n_boot, test_outcome)
         side, _ = _run(names, test, outcome, fam, other, args.n_boot_side, test_outcome)
-        clean = None
         if test in BREAST:
-            if test not in clean_choice:
+            if test not in clean_rank:
                 sel = select_default([load_dataset(n) for n in BREAST if n != test], "dmfs")
-                clean_choice[test] = (sel.choice.family, sel.choice.representation)
-            cf, cr = clean_choice[test]
-            clean = (cf, cr) if (cf, cr) == (fam, rep) else None
-            clean_res = res if clean else _run(names, test, outcome, cf, cr, args.n_boot_side)[0]
+                clean_rank[test] = sel.ranking
+            for cf, cr in clean_rank[test]:  # the protocol's choice; the next if it cannot fit
+                if (cf, cr) == (fam, rep):
+                    clean_res = res
+                    break
+                try:
+                    clean_res = _run(names, test, outcome, cf, cr, args.n_boot_side)[0]
+                    break
+                except MetastatError:
+                    continue
+            clean_choice[label] = f"{cf}/{cr}"
         for metric in _metrics(outcome):
             m = res.metrics
             row = {
@@ -157,8 +196,9 @@ def main() -> None:
                 "seconds": round(secs, 1),
             }
             if test in BREAST:
-                cf, cr = clean_choice[test]
-                row["protocol_without_target"] = f"{cf}/{cr}: {clean_res.metrics[metric]}"
+                row["protocol_without_target"] = (
+                    f"{clean_choice[label]}: {clean_res.metrics[metric]}"
+                )
             rows.append(row)
         metric = _metrics(outcome)[0]
         headline.append(
@@ -171,7 +211,6 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-        res.save(args.out / label.replace(" -> ", "_to_").replace("+", "_"))
     table = pd.DataFrame(rows)
     mean, lo, hi = mean_delta_ci(headline, args.n_boot)
     print()

@@ -30,11 +30,27 @@ class Selection:
     scores: pd.DataFrame  # rows: candidates (family, representation); columns: held-out cohorts
     metric: str
     choice: Choice
+    ranking: list[tuple[str, str]]  # candidates in the rule's order (the choice first)
 
 
 def candidates() -> list[tuple[str, str]]:
     """Every (family, representation) pair the protocol compares."""
     return list(itertools.product(FAMILIES, REPRESENTATIONS))
+
+
+def rank_candidates(scores: pd.DataFrame) -> list[tuple[str, str]]:
+    """Candidates in the rule's order: those within the margin of the best first (``rank``, then
+    simpler families first), then the rest by mean score."""
+    mean = scores.mean(axis=1)
+    best = float(mean.max())
+    order = list(FAMILIES)
+
+    def key(c: tuple[str, str]) -> tuple:
+        if mean[c] >= best - TIE_MARGIN:
+            return (0, c[1] != "rank", order.index(c[0]), -mean[c])
+        return (1, 0, 0, -mean[c])
+
+    return sorted(mean.index, key=key)
 
 
 def choose(scores: pd.DataFrame) -> Choice:
@@ -43,9 +59,7 @@ def choose(scores: pd.DataFrame) -> Choice:
     mean = scores.mean(axis=1)
     best = float(mean.max())
     close = [c for c in mean.index if mean[c] >= best - TIE_MARGIN]
-    order = list(FAMILIES)
-    close.sort(key=lambda c: (c[1] != "rank", order.index(c[0]), -mean[c]))
-    fam, rep = close[0]
+    fam, rep = rank_candidates(scores)[0]
     return Choice(
         fam,
         rep,
@@ -81,7 +95,7 @@ def select_default(
             rows[(fam, rep)][held] = float(res.metrics[metric].estimate)
     scores = pd.DataFrame(rows).T
     scores.index = pd.MultiIndex.from_tuples(scores.index, names=["family", "representation"])
-    return Selection(scores, metric, choose(scores))
+    return Selection(scores, metric, choose(scores), rank_candidates(scores))
 
 
 def _held_out(
