@@ -148,6 +148,13 @@ def mean_delta_ci(runs: list[dict], n_boot: int, seed: int = 0) -> tuple[float, 
     return float(np.mean(point)), float(lo), float(hi)
 
 
+def _markdown(table: pd.DataFrame) -> str:
+    head = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-boot", type=int, default=1000)
@@ -215,7 +222,7 @@ def main() -> None:
     mean, lo, hi = mean_delta_ci(headline, args.n_boot)
     print()
     print(f"default: {fam} / {rep} ({DEFAULT.reason}); comparator: tuned elastic net, standardised")
-    print(table.to_markdown(index=False))
+    print(_markdown(table))
     print(f"\nmean difference (headline metric per transfer): {mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
     table.to_csv(args.out / "transfer_table.csv", index=False)
     (args.out / "summary.json").write_text(
