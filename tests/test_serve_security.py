@@ -184,12 +184,12 @@ def test_wrong_body_content_type_is_415(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("data", "name", "fragment"),
-    [(b"", "p.csv", "empty"), (b"sample,TP53\nS1,abc\n", "p.csv", "non-numeric"),
-     (b"sample,TP53\nS1,1\nS1,2\n", "p.csv", "duplicate"),
+    [(b"", "p.csv", "empty"), (b"sample,VIM\nS1,abc\n", "p.csv", "non-numeric"),
+     (b"sample,VIM\nS1,1\nS1,2\n", "p.csv", "duplicate"),
      (b"{not json", "p.json", "malformed JSON"),
-     (b'{"profiles": [{"sample_id": "a", "expression": {"TP53": "high"}}]}', "p.json",
-      "non-numeric value 'high' for gene 'TP53'"),
-     (b'{"TP53": "inf"}', "p.json", "infinite value"),
+     (b'{"profiles": [{"sample_id": "a", "expression": {"VIM": "high"}}]}', "p.json",
+      "non-numeric value 'high' for gene 'VIM'"),
+     (b'{"VIM": "inf"}', "p.json", "infinite value"),
      (b'{"profiles": []}', "p.json", "non-empty"), (b"[1, 2]", "p.json", "JSON must be"),
      (b"sample,NOTAGENE\nS1,1\n", "p.csv", "none of the model's genes")],
 )  # fmt: skip
@@ -198,7 +198,7 @@ def test_malformed_profiles_are_422(client: TestClient, data: bytes, name: str, 
 
 
 def test_too_many_profiles_is_422(client: TestClient) -> None:
-    body = {"profiles": [{"sample_id": f"S{i}", "expression": {"TP53": 1.0}} for i in range(6)]}
+    body = {"profiles": [{"sample_id": f"S{i}", "expression": {"VIM": 1.0}} for i in range(6)]}
     r = client.post(f"/api/models/{EXPRESSION_NAME}/score", json=body, headers=AUTH)
     _error(r, 422, "6 profiles in one request; the limit is 5")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from metastat.errors import InputError
+from metastat.serve.limits import Limits
 from metastat.slides.pipeline import ProcessConfig
 
 MiB = 2**20
@@ -36,9 +37,14 @@ class ServeSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
     token: SecretStr | None = None
     slide_roots: tuple[Path, ...] = Field((), description="server-side slide paths must lie here")
-    max_profile_bytes: int = Field(5 * MiB, ge=1024, description="scoring uploads / JSON bodies")
+    max_profile_bytes: int = Field(
+        24 * MiB, ge=1024, description="scoring uploads / JSON bodies (fits max_samples profiles)"
+    )
     max_slide_bytes: int = Field(4096 * MiB, ge=1024, description="slide uploads")
     max_samples: int = Field(2000, ge=1, le=100_000, description="profiles per scoring request")
+    max_columns: int = Field(60_000, ge=10, description="columns (genes) per scoring request")
+    max_cells: int = Field(2_500_000, ge=100, description="values per scoring request")
+    max_json_depth: int = Field(8, ge=4, le=64, description="JSON nesting depth")
     top_genes: int = Field(10, ge=1, le=100)
     top_tiles: int = Field(8, ge=1, le=64)
     slide_process: ProcessConfig = ProcessConfig(qc=False)
@@ -62,6 +68,11 @@ class ServeSettings(BaseModel):
             if not root.is_dir():
                 raise ValueError(f"slide root '{root}' does not exist or is not a folder")
         return tuple(r.resolve() for r in v)
+
+    @property
+    def limits(self) -> Limits:
+        """The per-request scoring limits."""
+        return Limits(self.max_samples, self.max_columns, self.max_cells, self.max_json_depth)
 
     @property
     def token_value(self) -> str | None:
