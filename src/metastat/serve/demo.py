@@ -104,8 +104,10 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int | None = None) -
     """Run ``app`` under uvicorn in a background thread; yields its base URL."""
     import uvicorn
 
+    from metastat.serve.server import uvicorn_config
+
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, host, port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True, name="metastat-serve")
     thread.start()
     deadline = time.monotonic() + 30
