@@ -24,7 +24,14 @@ if not CHROMIUM.exists():
     pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 from metastat.serve import ServeSettings, create_app  # noqa: E402
-from metastat.serve.demo import build_demo, running_server, shared_demo_dir  # noqa: E402
+from metastat.serve.demo import (  # noqa: E402
+    build_demo,
+    free_port,
+    running_server,
+    shared_demo_dir,
+    start_server_process,
+    stop_server_process,
+)
 from metastat.slides.pipeline import ProcessConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,9 +70,13 @@ def _viewer_pixels(page: object) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo(shared_demo_dir(tmp_path_factory.getbasetemp()))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, models: Path) -> Iterator[str]:
     base = tmp_path_factory.mktemp("portal")
-    models = build_demo(shared_demo_dir(tmp_path_factory.getbasetemp()))
     settings = ServeSettings(
         models_dir=models,
         data_dir=base / "data",
@@ -299,3 +310,42 @@ def test_api_docs_render_offline(browser: object, server: str, path: str, ready:
     foreign = [u for u in urls if not u.startswith((server, "data:", "blob:"))]
     assert not foreign, foreign
     ctx.close()
+
+
+def test_restarted_job_is_shown_and_resumes(browser: object, models: Path, tmp_path: Path):
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ("--slide-root", str(SLIDE.parent), "--encoder-input-px", "64", "--log-level", "warning")
+    proc = start_server_process(models, tmp_path / "data", port, *args)
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    try:
+        pg = ctx.new_page()
+        pg.goto(url + "/")
+        pg.click("#nav-slides")
+        pg.wait_for_selector("#slide-model option", state="attached")
+        pg.fill("#slide-path", SLIDE.name)
+        pg.click("#slide-submit")
+        pg.wait_for_function("() => document.querySelector('#job-status').textContent"
+                             ".includes('running')", timeout=60_000)  # fmt: skip
+        stop_server_process(proc, kill=True)  # the service dies mid-job
+        lost = "() => document.querySelector('#job-status').textContent.includes('retrying')"
+        pg.wait_for_function(lost, timeout=30_000)
+        assert "connection to the portal lost" in pg.inner_text("#slide-error")
+        _keep(pg, "job_connection_lost.png")
+        proc = start_server_process(models, tmp_path / "data", port, *args)
+        pg.wait_for_selector("#jobs tr[data-status='interrupted'] button.resume", timeout=60_000)
+        assert "interrupted" in pg.inner_text("#slide-error")
+        assert "resume" in pg.inner_text("#jobs tr[data-status='interrupted']")
+        _keep(pg, "job_restarted_interrupted.png")
+        pg.click("#jobs tr[data-status='interrupted'] button.resume")
+        pg.wait_for_selector("#heatmap-toggle[data-ready='1']", timeout=180_000)
+        pg.wait_for_selector("#jobs tr[data-status='done']")
+        assert "%" in pg.inner_text("#jobs tr[data-status='done'] .job-result")
+        (job,) = httpx.get(url + "/api/jobs").json()
+        assert job["status"] == "done" and job["finished"] > job["created"]
+        _keep(pg, "job_resumed_done.png")
+    finally:
+        ctx.close()
+        stop_server_process(proc, kill=True)

@@ -7,20 +7,23 @@ runs and another waits, and starts it again on the same data directory.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("fastapi")
 import httpx
 
-from metastat.serve.demo import build_demo, free_port, shared_demo_dir
+from metastat.serve.demo import (
+    build_demo,
+    free_port,
+    shared_demo_dir,
+    start_server_process,
+    stop_server_process,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SLIDE = ROOT / "tests" / "data" / "slides" / "CMU-1-Small-Region.svs"
@@ -29,29 +32,6 @@ SLIDE = ROOT / "tests" / "data" / "slides" / "CMU-1-Small-Region.svs"
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_demo(shared_demo_dir(tmp_path_factory.getbasetemp()))
-
-
-def _start(models: Path, data: Path, port: int, root: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "metastat.cli.main", "serve", "--models", str(models),
-           "--data-dir", str(data), "--port", str(port), "--slide-root", str(root),
-           "--encoder-input-px", "64", "--log-level", "warning"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "METASTAT_TOKEN": ""}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-            return proc
-        except httpx.TransportError:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
 
 
 def _wait(url: str, job_id: str, until: tuple[str, ...], timeout: float = 240) -> dict:
@@ -66,15 +46,19 @@ def _wait(url: str, job_id: str, until: tuple[str, ...], timeout: float = 240) -
 
 @pytest.fixture
 def servers(models: Path, tmp_path: Path) -> Iterator[dict]:
-    procs: list[subprocess.Popen] = []
+    procs: list[Any] = []
     port = free_port()
-    ctx = {"port": port, "url": f"http://127.0.0.1:{port}", "data": tmp_path / "data"}
-    ctx["start"] = lambda: (
-        procs.append(_start(models, ctx["data"], port, SLIDE.parent)) or procs[-1]
-    )
+    ctx: dict[str, Any] = {"url": f"http://127.0.0.1:{port}", "data": tmp_path / "data"}
+    args = ("--slide-root", str(SLIDE.parent), "--encoder-input-px", "64", "--log-level", "warning")
+
+    def start() -> Any:
+        procs.append(start_server_process(models, ctx["data"], port, *args))
+        return procs[-1]
+
+    ctx["start"] = start
     yield ctx
     for p in procs:
-        _kill(p)
+        stop_server_process(p, kill=True)
 
 
 def test_jobs_survive_a_killed_service(servers: dict) -> None:
@@ -86,7 +70,7 @@ def test_jobs_survive_a_killed_service(servers: dict) -> None:
     running = up.json()["job_id"]
     queued = httpx.post(f"{url}/api/slides", json={"path": SLIDE.name}, timeout=30).json()["job_id"]
     _wait(url, running, ("running",))
-    _kill(first)  # SIGKILL: nothing gets to clean up
+    stop_server_process(first, kill=True)  # SIGKILL: nothing gets to clean up
     jobs = data / "slides" / "jobs"
     on_disk = {j: json.loads((jobs / j / "job.json").read_text())["job"] for j in (running, queued)}
     assert on_disk[running]["status"] == "running" and on_disk[queued]["status"] == "queued"

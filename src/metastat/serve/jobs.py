@@ -132,7 +132,8 @@ class JobStore:
             with self._lock:
                 self._jobs[job.job_id], self._slides[job.job_id] = job, slide
             if job.status == "running":
-                self.update(job, status="interrupted", error=INTERRUPTED, finished=time.time())
+                error = INTERRUPTED.replace("{id}", job.job_id)
+                self.update(job, status="interrupted", error=error, finished=time.time())
                 self.audit.write("slide_interrupted", job_id=job.job_id, slide_id=job.slide_id)
             elif job.status == "queued":
                 self.audit.write("slide_requeued", job_id=job.job_id, slide_id=job.slide_id)
