@@ -45,6 +45,7 @@ PROFILE_CONTENT_TYPES = (
 )
 WHERE = "uploaded table"
 _PLAIN = (float, int, type(None))
+_NA = frozenset(NA_TOKENS) | {"None", "n/a", "#N/A", "-nan", "-NaN"}
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
@@ -112,23 +113,51 @@ def profile_from_table(data: bytes, genes: Sequence[str], limits: Limits) -> Pro
     pos = [j for j, name in enumerate(header) if j and name in wanted]
     if not pos:
         raise _no_genes(genes)
-    try:
-        frame = pd.read_csv(
-            io.BytesIO(body), sep=sep, header=None, usecols=[0, *pos], dtype={0: str},
-            keep_default_na=False, na_values={j: list(NA_TOKENS) for j in pos},
-            skip_blank_lines=True, low_memory=False,
-        )  # fmt: skip
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{WHERE}: the table has a header but no profiles") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{WHERE}: cannot be parsed as a table ({exc}).") from exc
-    _check_rows(len(frame), limits)
-    index = _check_ids(frame[0].fillna("").tolist(), WHERE)
-    cols = frame[pos]
-    cols.columns = pd.Index([header[j] for j in pos])
-    cols.index = index
-    values, names = _max_mean(to_numeric_matrix(cols, WHERE), [header[j] for j in pos])
+    ids, cells = _rows(body, sep, len(header), pos)
+    _check_rows(len(ids), limits)
+    index = _check_ids(ids, WHERE)
+    names = [header[j] for j in pos]
+    values, names = _max_mean(_numbers(cells, index, names), names)
     return Profiles(pd.DataFrame(values, index=index, columns=names), len(header) - 1)
+
+
+def _rows(body: bytes, sep: str, width: int, pos: list[int]) -> tuple[list[str], list[list[str]]]:
+    """Sample ids and the cells of the columns at ``pos``, row by row (blank lines skipped)."""
+    ids: list[str] = []
+    cells: list[list[str]] = []
+    text = io.StringIO(body.decode("utf-8", errors="replace"), newline="")
+    try:
+        for n, row in enumerate(csv.reader(text, delimiter=sep), start=1):
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != width:
+                raise InputError(
+                    f"{WHERE}: the header has {width} columns but data row {n} has {len(row)}; "
+                    "check the delimiter and that the header names every column."
+                )
+            ids.append(row[0])
+            cells.append([row[j] for j in pos])
+    except csv.Error as exc:
+        raise InputError(f"{WHERE}: cannot be parsed as a table ({exc}).") from exc
+    if not ids:
+        raise InputError(f"{WHERE}: the table has a header but no profiles")
+    return ids, cells
+
+
+def _numbers(cells: list[list[str]], index: pd.Index, names: list[str]) -> np.ndarray:
+    """Cells -> float64 in one vectorised pass; on any bad or infinite cell, the project's
+    table check names it (:func:`~metastat.data.tables.to_numeric_matrix`)."""
+    flat = ["nan" if (c := cell.strip()) in _NA else c for row in cells for cell in row]
+    try:
+        values = np.array(flat, dtype=np.float64)
+        values = values.reshape(len(cells), len(names))
+        if np.isfinite(values).sum() == (~np.isnan(values)).sum():
+            return values
+    except ValueError:
+        pass
+    grid = np.array(flat, dtype=object).reshape(len(cells), len(names))
+    frame = pd.DataFrame(grid, index=index, columns=pd.Index(names))
+    return to_numeric_matrix(frame, WHERE)
 
 
 # -- JSON ---------------------------------------------------------------------------------------
