@@ -8,9 +8,15 @@
    cohort path the portal used before (table -> AnnData cohort -> gene collapsing -> model), for a
    one-profile upload and for a 50,000-column one (ratio = cohort / fast).
 
+With ``--baseline-src DIR`` (the ``src`` folder of another metastat checkout, e.g. the commit
+before a change), the same levels are also run against that version, interleaved with this one,
+on the same machine in the same run (ratio = this / baseline).
+
 Example::
 
-    python benchmarks/bench_serve_load.py --requests 1000 --concurrency 20 100 --out FILE
+    git archive a6ccbb9 src | tar -x -C /tmp/before
+    python benchmarks/bench_serve_load.py --requests 1000 --concurrency 20 100 \
+        --baseline-src /tmp/before/src --out FILE
 """
 
 from __future__ import annotations
@@ -135,12 +141,38 @@ def _paths(models: Path, one: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _level(models: Path, data: Path, body: dict, n: int, c: int, src: Path | None,
+           lines: list[str], name: str) -> tuple[float, float]:  # fmt: skip
+    """One concurrency level against a fresh server; appends its line, returns (req/s, p99)."""
+    port = free_port()
+    proc = start_server_process(models, data, port, "--log-level", "warning", token=TOKEN, src=src)
+    try:
+        url = f"http://127.0.0.1:{port}/api/models/{EXPRESSION_NAME}/score"
+        asyncio.run(_load(url, body, 20, 4))  # warm-up, not counted
+        before, cpu0 = _rss_mib(proc.pid), _cpu_s(proc.pid)
+        t0 = time.perf_counter()
+        lat, errors = asyncio.run(_load(url, body, n, c))
+        wall = time.perf_counter() - t0
+        cpu_ms = 1000 * (_cpu_s(proc.pid) - cpu0) / n
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+        lines.append(
+            f"{name:8s} c={c:<4d} {n / wall:7.1f} req/s  p50 {p50:7.1f}  p95 {p95:7.1f}  "
+            f"p99 {p99:7.1f}  max {lat.max():7.1f} ms  errors {len(errors)}  "
+            f"server CPU {cpu_ms:.1f} ms/request  RSS {before:.0f} -> {_rss_mib(proc.pid):.0f} MiB"
+            + (f"  (first error: {errors[0]})" if errors else "")
+        )
+        return n / wall, float(p99)
+    finally:
+        stop_server_process(proc)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=1000, help="per concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[20, 100])
     ap.add_argument("--models", type=Path, help="models dir (default: build the demo model)")
     ap.add_argument("--out", type=Path, help="also write the report here")
+    ap.add_argument("--baseline-src", type=Path, help="src folder of a baseline metastat version")
     args = ap.parse_args()
     load0 = " ".join(f"{v:.1f}" for v in os.getloadavg())
     one = _profile()
@@ -156,31 +188,19 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="metastat-load-") as tmp:
         models = args.models or build_demo(Path(tmp) / "models", run=False, mil=False)
-        port = free_port()
-        proc = start_server_process(models, Path(tmp) / "data", port, "--log-level", "warning",
-                                    token=TOKEN)  # fmt: skip
-        try:
-            url = f"http://127.0.0.1:{port}/api/models/{EXPRESSION_NAME}/score"
-            rss0 = _rss_mib(proc.pid)
-            asyncio.run(_load(url, body, 20, 4))  # warm-up, not counted
+        versions = [("this", None)] + (
+            [("baseline", args.baseline_src)] if args.baseline_src else []
+        )
+        results: dict[tuple[str, int], tuple[float, float]] = {}
+        for c in args.concurrency:
+            for name, src in versions:
+                results[(name, c)] = _level(models, Path(tmp) / f"data-{name}", body, args.requests,
+                                            c, src, lines, name)  # fmt: skip
+        if args.baseline_src:
             for c in args.concurrency:
-                before, cpu0 = _rss_mib(proc.pid), _cpu_s(proc.pid)
-                t0 = time.perf_counter()
-                lat, errors = asyncio.run(_load(url, body, args.requests, c))
-                wall = time.perf_counter() - t0
-                cpu_ms = 1000 * (_cpu_s(proc.pid) - cpu0) / args.requests
-                p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-                lines.append(
-                    f"c={c:<4d} {args.requests / wall:7.1f} req/s  p50 {p50:7.1f}  p95 {p95:7.1f}"
-                    f"  p99 {p99:7.1f}  max {lat.max():7.1f} ms  errors {len(errors)}  "
-                    f"server CPU {cpu_ms:.1f} ms/request  "
-                    f"server RSS {before:.0f} -> {_rss_mib(proc.pid):.0f} MiB"
-                    + (f"  (first error: {errors[0]})" if errors else "")
-                )
-            lines.append(f"server RSS at start {rss0:.0f} MiB, at the end "
-                         f"{_rss_mib(proc.pid):.0f} MiB")  # fmt: skip
-        finally:
-            stop_server_process(proc)
+                (r1, q1), (r0, q0) = results[("this", c)], results[("baseline", c)]
+                lines.append(f"c={c}: requests/s this / baseline = {r1 / r0:.2f}x, "
+                             f"p99 baseline / this = {q0 / q1:.2f}x")  # fmt: skip
         lines += _paths(models, one)
     lines.append(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     report = "\n".join(lines)

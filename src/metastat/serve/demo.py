@@ -123,9 +123,17 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int | None = None) -
 
 
 def start_server_process(
-    models: Path, data: Path, port: int, *extra: str, token: str | None = None
+    models: Path,
+    data: Path,
+    port: int,
+    *extra: str,
+    token: str | None = None,
+    src: Path | None = None,
 ) -> Any:
-    """``metastat serve`` in its own process (own session, loopback), once it answers."""
+    """``metastat serve`` in its own process (own session, loopback), once it answers.
+
+    ``src``: run the metastat found there instead of this one (a baseline for benchmarks).
+    """
     import os
     import subprocess
     import sys
@@ -134,8 +142,8 @@ def start_server_process(
 
     cmd = [sys.executable, "-m", "metastat.cli.main", "serve", "--models", str(models),
            "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), *extra]  # fmt: skip
-    src = str(Path(__file__).resolve().parents[2])
-    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    here = str(src or Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "METASTAT_TOKEN": token or ""}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
