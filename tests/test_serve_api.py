@@ -23,6 +23,7 @@ from metastat.slides.synthetic import write_synthetic_slide
 ROOT = Path(__file__).resolve().parents[1]
 SLIDE = ROOT / "tests" / "data" / "slides" / "CMU-1-Small-Region.svs"
 SCORE = f"/api/models/{EXPRESSION_NAME}/score"
+BASE = "http://127.0.0.1:8000"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> ServeSettings:
 
 @pytest.fixture(scope="module")
 def client(settings: ServeSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=BASE) as c:
         yield c
 
 
@@ -168,7 +169,7 @@ def test_slide_upload_job_heatmap_and_deep_zoom(client: TestClient) -> None:
 def test_finished_jobs_survive_a_restart(client: TestClient, settings: ServeSettings) -> None:
     done = [j for j in client.get("/api/jobs").json() if j["status"] == "done"]
     assert done, "run after the slide job test"
-    with TestClient(create_app(settings)) as again:
+    with TestClient(create_app(settings), base_url=BASE) as again:
         job = again.get(f"/api/jobs/{done[0]['job_id']}").json()
         assert job == done[0]
         assert again.get(job["result"]["heatmap"]["overlay_url"]).status_code == 200

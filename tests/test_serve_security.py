@@ -20,9 +20,11 @@ from metastat.serve import ServeSettings, create_app
 from metastat.serve.demo import EXPRESSION_NAME, build_expression_model, free_port
 
 TOKEN = "s3cret-token-for-tests"
+STRONG = "Zq3-vK8pLw2xR7mN0bT5yH4cJ9dF"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ROOT = Path(__file__).resolve().parents[1]
 SLIDES = ROOT / "tests" / "data" / "slides"
+BASE = "http://127.0.0.1:8000"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def settings(models: Path, tmp_path_factory: pytest.TempPathFactory) -> ServeSet
 
 @pytest.fixture(scope="module")
 def client(settings: ServeSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=BASE) as c:
         yield c
 
 
@@ -107,8 +109,12 @@ def test_right_token_is_accepted(client: TestClient) -> None:
 def test_non_loopback_bind_without_token_is_refused(models: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="refusing to bind"):
         ServeSettings(models_dir=models, host="0.0.0.0").check_exposure()
-    ServeSettings(models_dir=models, host="0.0.0.0", token="t").check_exposure()
+    ServeSettings(models_dir=models, host="0.0.0.0", token=STRONG).check_exposure()
     ServeSettings(models_dir=models, host="::1").check_exposure()
+    for weak, why in (("t", "1 characters"), ("a" * 30, "1 distinct")):
+        with pytest.raises(InputError, match=f"weak token.*{why}.*secrets.token_urlsafe"):
+            ServeSettings(models_dir=models, host="0.0.0.0", token=weak).check_exposure()
+    ServeSettings(models_dir=models, host="127.0.0.1", token="t").check_exposure()  # loopback
     from typer.testing import CliRunner
 
     from metastat.cli.main import app
@@ -184,12 +190,12 @@ def test_wrong_body_content_type_is_415(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("data", "name", "fragment"),
-    [(b"", "p.csv", "empty"), (b"sample,TP53\nS1,abc\n", "p.csv", "non-numeric"),
-     (b"sample,TP53\nS1,1\nS1,2\n", "p.csv", "duplicate"),
+    [(b"", "p.csv", "empty"), (b"sample,VIM\nS1,abc\n", "p.csv", "non-numeric"),
+     (b"sample,VIM\nS1,1\nS1,2\n", "p.csv", "duplicate"),
      (b"{not json", "p.json", "malformed JSON"),
-     (b'{"profiles": [{"sample_id": "a", "expression": {"TP53": "high"}}]}', "p.json",
-      "non-numeric value 'high' for gene 'TP53'"),
-     (b'{"TP53": "inf"}', "p.json", "infinite value"),
+     (b'{"profiles": [{"sample_id": "a", "expression": {"VIM": "high"}}]}', "p.json",
+      "non-numeric value 'high' for gene 'VIM'"),
+     (b'{"VIM": "inf"}', "p.json", "infinite value"),
      (b'{"profiles": []}', "p.json", "non-empty"), (b"[1, 2]", "p.json", "JSON must be"),
      (b"sample,NOTAGENE\nS1,1\n", "p.csv", "none of the model's genes")],
 )  # fmt: skip
@@ -198,7 +204,7 @@ def test_malformed_profiles_are_422(client: TestClient, data: bytes, name: str, 
 
 
 def test_too_many_profiles_is_422(client: TestClient) -> None:
-    body = {"profiles": [{"sample_id": f"S{i}", "expression": {"TP53": 1.0}} for i in range(6)]}
+    body = {"profiles": [{"sample_id": f"S{i}", "expression": {"VIM": 1.0}} for i in range(6)]}
     r = client.post(f"/api/models/{EXPRESSION_NAME}/score", json=body, headers=AUTH)
     _error(r, 422, "6 profiles in one request; the limit is 5")
 
@@ -262,9 +268,128 @@ def test_audit_log_and_still_serving(client: TestClient, settings: ServeSettings
     assert r.status_code == 200, r.text
     preds = r.json()["predictions"]
     assert len(preds) == 2 and {p["risk_group"] for p in preds} <= {"high", "low"}
+    (rec,) = client.app.state.portal.audit.tail(1)  # type: ignore[attr-defined]
     text = (settings.data_dir / "audit.jsonl").read_text()
-    rec = json.loads(text.splitlines()[-1])
     assert rec["event"] == "score" and rec["model"] == EXPRESSION_NAME and rec["n"] == 2
     assert rec["version"] and len(rec["samples"]) == 2
     assert TOKEN not in text
     assert all(p["sample_id"] not in text for p in preds)  # ids are hashed
+
+
+# -- host allowlist, origin check, caching, JSON for every error ---------------------------------
+@pytest.fixture(scope="module")
+def open_client(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """No token, loopback: the configuration DNS rebinding and CSRF aim at."""
+    s = ServeSettings(models_dir=models, data_dir=tmp_path_factory.mktemp("open"),
+                      slide_roots=(SLIDES,))  # fmt: skip
+    with TestClient(create_app(s), base_url=BASE) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("attacker.example", "attacker.example"), ("attacker.example:8000", "attacker.example"),
+     ("10.0.0.5", "10.0.0.5"),
+     ("127.0.0.1:8000.attacker.example", "127.0.0.1:8000.attacker.example"),
+     ("[::1]x", "[::1]x")],
+)  # fmt: skip
+def test_foreign_host_is_refused_without_token(open_client: TestClient, host: str, shown: str):
+    r = open_client.get("/api/models", headers={"Host": host})
+    _error(r, 400, f"host {shown!r} is not served here")
+    assert "--allowed-host" in r.json()["error"]
+    for ok in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+        assert open_client.get("/api/health", headers={"Host": ok}).status_code == 200
+
+
+def test_allowed_host_option(models: Path, tmp_path: Path) -> None:
+    s = ServeSettings(models_dir=models, data_dir=tmp_path, allowed_hosts=("portal.lab",))
+    assert s.host_allowlist == {"localhost", "127.0.0.1", "::1", "portal.lab"}
+    exposed = ServeSettings(models_dir=models, data_dir=tmp_path, host="0.0.0.0", token=STRONG)
+    assert exposed.host_allowlist is None  # the token guards it; any name reaches it
+
+
+def test_cross_site_state_change_is_refused(open_client: TestClient) -> None:
+    before = len(open_client.get("/api/jobs").json())
+    with open(SLIDES / "CMU-1-Small-Region.svs", "rb") as fh:
+        r = open_client.post("/api/slides/upload", files={"file": ("x.svs", fh)},
+                             headers={"Origin": "http://attacker.example"})  # fmt: skip
+    _error(r, 403, "cross-site request refused")
+    r = open_client.post("/api/slides", json={"path": "CMU-1-Small-Region.svs"},
+                         headers={"Sec-Fetch-Site": "cross-site"})  # fmt: skip
+    _error(r, 403, "cross-site")
+    r = open_client.post(f"/api/models/{EXPRESSION_NAME}/score", json={"VIM": 1},
+                         headers={"Origin": "http://127.0.0.1:8000.attacker.example"})  # fmt: skip
+    _error(r, 403, "cross-site")
+    assert len(open_client.get("/api/jobs").json()) == before
+    assert not list((open_client.app.state.portal.settings.data_dir / "slides" / "uploads")  # type: ignore[attr-defined]
+                    .iterdir())  # fmt: skip
+    same = open_client.post(f"/api/models/{EXPRESSION_NAME}/score", json={"VIM": 1},
+                            headers={"Origin": "http://127.0.0.1:8000"})  # fmt: skip
+    _error(same, 422, "more than 10%")  # got through the guard to the scorer
+
+
+def test_patient_results_are_not_cached(client: TestClient, profile_csv: bytes) -> None:
+    r = _score(client, profile_csv)
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    assert client.get("/api/jobs", headers=AUTH).headers["cache-control"] == "no-store"
+    assert client.get("/api/models", headers=AUTH).headers["cache-control"] == "no-store"
+
+
+def test_every_4xx_is_json(client: TestClient) -> None:
+    _error(client.get("/api/nowhere", headers=AUTH), 404, "not found")
+    _error(client.put("/api/models", headers=AUTH), 405, "method not allowed")
+    _error(client.get("/static/nothing.js"), 404, "not found")
+
+
+def test_server_own_400_is_json(models: Path, tmp_path: Path) -> None:
+    import socket
+
+    from metastat.serve.demo import running_server
+
+    s = ServeSettings(models_dir=models, data_dir=tmp_path)
+    with running_server(create_app(s)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for raw in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n"):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(raw)
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            head, _, body = reply.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, reply
+            msg = json.loads(body)
+            assert msg["status"] == 400 and "malformed HTTP request" in msg["error"]
+
+
+def test_offline_api_docs_use_vendored_assets(client: TestClient) -> None:
+    import re
+
+    for path, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        r = client.get(path)
+        assert r.status_code == 200 and asset in r.text
+        srcs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert srcs and all(u.startswith("/static/") for u in srcs), srcs
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        for u in srcs:
+            assert client.get(u).status_code == 200, u
+    vendor = ROOT / "src" / "metastat" / "serve" / "static" / "vendor"
+    assert (vendor / "swagger-ui" / "LICENSE").exists() and (vendor / "redoc" / "LICENSE").exists()
+    for page in (vendor.parent).glob("*.html"):
+        assert "http://" not in page.read_text() and "https://" not in page.read_text(), page
+
+
+def test_audit_is_group_committed_and_complete_on_close(tmp_path: Path) -> None:
+    from metastat.serve.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl", flush_s=0.05)
+    for i in range(500):
+        log.write("score", n=i)
+    deadline = time.monotonic() + 5
+    while len((tmp_path / "audit.jsonl").read_text().splitlines() if (tmp_path / "audit.jsonl")
+              .exists() else []) < 500:  # fmt: skip
+        assert time.monotonic() < deadline, "records not on disk within the flush interval"
+        time.sleep(0.02)
+    log.write("last", n=500)
+    log.close()  # a clean shutdown writes what is queued
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert [json.loads(x)["n"] for x in lines] == list(range(501))

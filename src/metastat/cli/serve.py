@@ -24,10 +24,21 @@ def app(
     slide_root: list[Path] | None = typer.Option(
         None, "--slide-root", help="Folder server-side slide paths must lie in; repeatable."
     ),
-    max_upload_mb: float = typer.Option(5, "--max-upload-mb", help="Profile upload limit."),
+    max_upload_mb: float = typer.Option(
+        24, "--max-upload-mb", help="Profile upload limit (fits 2,000 profiles of ~1,000 genes)."
+    ),
     max_slide_mb: float = typer.Option(4096, "--max-slide-mb", help="Slide upload limit."),
     encoder_input_px: int | None = typer.Option(
         None, "--encoder-input-px", help="Resize tiles for the encoder (faster on CPU)."
+    ),
+    allowed_host: list[str] | None = typer.Option(
+        None, "--allowed-host", help="Extra Host name to answer to (e.g. the proxy's); repeatable."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Dask scheduler for slide jobs (tcp://HOST:8786)."
+    ),
+    slide_workers: int = typer.Option(
+        1, "--slide-workers", help="Slide jobs at once (in-process: 1; on Dask: more)."
     ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
@@ -36,6 +47,7 @@ def app(
     from pydantic import ValidationError
 
     from metastat.serve import create_app
+    from metastat.serve.server import uvicorn_config
     from metastat.serve.settings import ServeSettings, token_from_env
     from metastat.slides.pipeline import ProcessConfig
 
@@ -47,6 +59,9 @@ def app(
             port=port,
             token=token_from_env(token),
             slide_roots=tuple(slide_root or ()),
+            allowed_hosts=tuple(allowed_host or ()),
+            scheduler=scheduler,
+            slide_workers=slide_workers if scheduler else 1,
             max_profile_bytes=int(max_upload_mb * MiB),
             max_slide_bytes=int(max_slide_mb * MiB),
             slide_process=ProcessConfig(qc=False, encoder_input_px=encoder_input_px),
@@ -58,4 +73,4 @@ def app(
     application = create_app(settings)
     auth = "bearer token required" if settings.token else "no token (loopback only)"
     typer.echo(f"metastat portal on http://{host}:{port}/ ({auth}); research use only", err=True)
-    uvicorn.run(application, host=host, port=port, log_level=log_level)
+    uvicorn.Server(uvicorn_config(application, host, port, log_level)).run()

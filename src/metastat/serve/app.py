@@ -14,7 +14,15 @@ from fastapi.staticfiles import StaticFiles
 from metastat import __version__
 from metastat.serve import routes_models, routes_slides
 from metastat.serve.errors import install_error_handlers
-from metastat.serve.security import ASGIApp, BodyLimitMiddleware, Message, Receive, Scope, Send
+from metastat.serve.security import (
+    ASGIApp,
+    BodyLimitMiddleware,
+    HostOriginMiddleware,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 from metastat.serve.settings import ServeSettings
 from metastat.serve.state import Portal
 
@@ -22,12 +30,14 @@ STATIC = Path(__file__).parent / "static"
 SLIDE_UPLOAD_PATH = "/api/slides/upload"
 CSP = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self'; connect-src 'self' blob:; frame-ancestors 'none'"
+    "script-src 'self'; connect-src 'self' blob:; worker-src 'self' blob:; "
+    "font-src 'self' data:; frame-ancestors 'none'"
 )
 
 
 class SecurityHeaders:
-    """nosniff, no framing, no referrer; a strict CSP on everything but the API docs."""
+    """nosniff, no framing, no referrer, a strict CSP on every page (API docs included: their
+    assets are vendored), and ``Cache-Control: no-store`` on API answers that set no policy."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,7 +46,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"].startswith(("/docs", "/redoc"))
+        api = scope["path"].startswith("/api/")
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -45,9 +55,10 @@ class SecurityHeaders:
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer"),
+                    (b"content-security-policy", CSP.encode()),
                 ]
-                if not docs:
-                    headers.append((b"content-security-policy", CSP.encode()))
+                if api and not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)
 
@@ -63,6 +74,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def lifespan(_: FastAPI) -> Any:
         yield
         state.slides.close()
+        state.audit.close()
 
     app = FastAPI(
         title="metastat risk portal",
@@ -71,6 +83,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         "**Research use only: not for clinical decisions.** Authenticate with "
         "`Authorization: Bearer <token>` when the service runs with a token.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.portal = state
     install_error_handlers(app)
@@ -82,11 +96,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return settings.max_slide_bytes if path == SLIDE_UPLOAD_PATH else settings.max_profile_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(HostOriginMiddleware, hosts=settings.host_allowlist)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+    def page(name: str) -> Any:
+        def serve_page() -> FileResponse:
+            return FileResponse(STATIC / name, media_type="text/html")
+
+        return serve_page
+
+    app.get("/", include_in_schema=False)(page("index.html"))
+    app.get("/docs", include_in_schema=False)(page("docs.html"))
+    app.get("/redoc", include_in_schema=False)(page("redoc.html"))
 
     return app

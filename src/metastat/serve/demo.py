@@ -104,8 +104,10 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int | None = None) -
     """Run ``app`` under uvicorn in a background thread; yields its base URL."""
     import uvicorn
 
+    from metastat.serve.server import uvicorn_config
+
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, host, port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True, name="metastat-serve")
     thread.start()
     deadline = time.monotonic() + 30
@@ -118,3 +120,54 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int | None = None) -
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def start_server_process(
+    models: Path,
+    data: Path,
+    port: int,
+    *extra: str,
+    token: str | None = None,
+    src: Path | None = None,
+) -> Any:
+    """``metastat serve`` in its own process (own session, loopback), once it answers.
+
+    ``src``: run the metastat found there instead of this one (a baseline for benchmarks).
+    """
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    cmd = [sys.executable, "-m", "metastat.cli.main", "serve", "--models", str(models),
+           "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), *extra]  # fmt: skip
+    here = str(src or Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "METASTAT_TOKEN": token or ""}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+            return proc
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+                stop_server_process(proc)
+                raise RuntimeError(f"the portal did not start: {err[-2000:]}") from None
+            time.sleep(0.3)
+
+
+def stop_server_process(proc: Any, *, kill: bool = False) -> None:
+    """Stop a server from :func:`start_server_process` (``kill``: SIGKILL, like a crash)."""
+    import os
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except Exception:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from metastat.errors import InputError, MetastatError, ModelError, UnknownNameError
+from metastat.serve.limits import RequestTooLarge
 from metastat.serve.security import PortalAccessError
 
 log = logging.getLogger("metastat.serve")
@@ -24,6 +25,7 @@ def _json(status: int, message: str, headers: dict[str, str] | None = None) -> J
 
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (RequestTooLarge, 413),
     (UnsupportedMediaError, 415),
     (UnknownNameError, 404),
     (InputError, 422),

@@ -2,7 +2,9 @@
 
 The PNG spans level 0 exactly (its aspect ratio is the slide's), so the viewer can lay it over
 the deep-zoom image at ``x=0, width=1``. Colours are the MIL heatmap's (``jet`` over score
-percentiles), tiles without a score stay transparent.
+percentiles), tiles without a score stay fully transparent *and black* (RGBA 0, 0, 0, 0): a
+viewer that composites without premultiplying alpha (OpenSeadragon's WebGL drawer) would
+otherwise add the colour of "transparent" pixels to the slide.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def overlay_rgba(
     grid = rasterise(np.asarray(coords_px0), int(tile_px0), percentile_scores(scores), size_px0, hw)
     rgba = colormaps["jet"](np.nan_to_num(grid, nan=0.0))
     rgba[..., 3] = np.where(np.isfinite(grid), ALPHA, 0.0)
+    rgba[~np.isfinite(grid)] = 0.0
     return (rgba * 255).round().astype(np.uint8)
 
 

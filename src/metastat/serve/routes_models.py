@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -17,9 +17,11 @@ from metastat.errors import InputError, UnknownNameError
 from metastat.serve.audit import hashed_ids
 from metastat.serve.cohort_km import training_km
 from metastat.serve.errors import UnsupportedMediaError
+from metastat.serve.meaning import CALIBRATION_SLOPE_OK, horizon_text, metric_rows, outcome_name
 from metastat.serve.scoring import (
     PROFILE_CONTENT_TYPES,
     PROFILE_SUFFIXES,
+    model_genes,
     parse_profile,
     score_profiles,
 )
@@ -28,6 +30,7 @@ from metastat.serve.state import Caller, Portal, PortalDep, caller
 public = APIRouter(prefix="/api", tags=["service"])
 router = APIRouter(prefix="/api", dependencies=[Depends(caller)])
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+NO_STORE = {"Cache-Control": "no-store"}
 
 SCORE_BODY = {
     "requestBody": {
@@ -115,16 +118,13 @@ async def _profile_bytes(request: Request) -> tuple[bytes, str]:
     "/models/{name}/score", tags=["models"], summary="Score expression profiles",
     openapi_extra=SCORE_BODY,
 )  # fmt: skip
-async def score(name: str, request: Request, who: Caller, p: PortalDep) -> dict[str, Any]:
-    """Risk score, probability at the horizon, risk group, percentile and top genes."""
+async def score(name: str, request: Request, who: Caller, p: PortalDep) -> JSONResponse:
+    """Risk score, probability (with interval when the model has one), risk group, percentile,
+    top genes and per-profile warnings."""
     entry = p.registry.get(name, "expression")
     data, suffix = await _profile_bytes(request)
-    frame = await run_in_threadpool(parse_profile, data, suffix)
-    s = p.settings
-    result = await run_in_threadpool(
-        score_profiles, entry.model, entry.manifest, frame, top=s.top_genes,
-        max_samples=s.max_samples,
-    )  # fmt: skip
+    genes = p.cached(f"genes:{name}", lambda: model_genes(entry.model))
+    result = await run_in_threadpool(_score, entry, data, suffix, genes, p)
     preds = result["predictions"]
     p.audit.write(
         "score", model=name, version=entry.version, token_id=who,
@@ -133,7 +133,7 @@ async def score(name: str, request: Request, who: Caller, p: PortalDep) -> dict[
         risk_groups=[r["risk_group"] for r in preds], genes_imputed=result["genes_imputed"],
     )  # fmt: skip
     m = entry.manifest
-    return {
+    body = {
         "model": name,
         "version": entry.version,
         "outcome": m.get("outcome"),
@@ -143,6 +143,12 @@ async def score(name: str, request: Request, who: Caller, p: PortalDep) -> dict[
         "training_cohort": m.get("training_cohort"),
         **result,
     }
+    return JSONResponse(body, headers=NO_STORE)
+
+
+def _score(entry: Any, data: bytes, suffix: str, genes: list[str], p: Portal) -> dict[str, Any]:
+    profiles = parse_profile(data, suffix, genes, p.settings.limits)
+    return score_profiles(entry.model, entry.manifest, profiles, top=p.settings.top_genes)
 
 
 # -- evaluation runs (results page) -------------------------------------------------------------
@@ -175,10 +181,18 @@ def run(name: str, p: PortalDep) -> dict[str, Any]:
     """Metrics, run metadata and figure URLs."""
     folder = p.registry.run(name)
     figs = _figures(p, name)
+    meta = json.loads((folder / "run.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
     return {
         "name": name,
-        "run": json.loads((folder / "run.json").read_text()),
-        "metrics": json.loads((folder / "metrics.json").read_text()),
+        "run": meta,
+        "metrics": metrics,
+        "model": meta.get("model"),
+        "comparator": meta.get("baseline"),
+        "outcome_name": outcome_name(meta.get("outcome")),
+        "horizon_text": horizon_text(meta.get("horizon"), meta.get("time_unit")),
+        "calibration_slope_range": list(CALIBRATION_SLOPE_OK),
+        "table": metric_rows(metrics),
         "figures": [
             {"title": t, "url": f"/api/runs/{name}/figures/{i}.png"}
             for i, (t, _) in enumerate(figs)

@@ -85,8 +85,14 @@ def jobs(p: PortalDep) -> list[dict[str, Any]]:
 
 @router.get("/jobs/{job_id}", summary="Job status and result")
 def job(job_id: JobId, p: PortalDep) -> dict[str, Any]:
-    """queued / running / done / failed, with the result or a clear error."""
+    """queued / running / done / failed / interrupted, with times, the result or a clear error."""
     return p.slides.job(job_id).public()
+
+
+@router.post("/jobs/{job_id}/resume", status_code=202, summary="Resume an interrupted job")
+def resume(job_id: JobId, who: Caller, p: PortalDep) -> dict[str, Any]:
+    """Queue an interrupted (or failed) job again; finished slide features are reused."""
+    return p.slides.resume(job_id).public() | {"status_url": f"/api/jobs/{job_id}"}
 
 
 @router.get("/jobs/{job_id}/overlay.png", response_class=FileResponse, summary="Heatmap overlay")

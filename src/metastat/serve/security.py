@@ -41,6 +41,79 @@ def token_id(token: str | None) -> str:
     return "none" if token is None else hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MIN_TOKEN_CHARS, MIN_TOKEN_DISTINCT = 24, 10
+NEW_TOKEN_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def weak_token_reason(token: str) -> str | None:
+    """Why ``token`` is too weak for a service others can reach, or None."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"it has {len(token)} characters, at least {MIN_TOKEN_CHARS} are needed"
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        return f"it uses {len(set(token))} distinct characters, at least {MIN_TOKEN_DISTINCT}"
+    return None
+
+
+def host_name(value: str) -> str:
+    """The host of a ``Host`` header, lower case, without a (numeric) port; ``[::1]`` -> ``::1``.
+
+    Anything that is not ``name``, ``name:port``, ``[v6]`` or ``[v6]:port`` comes back whole, so
+    it matches no allowed name.
+    """
+    v = value.strip().lower()
+    if v.startswith("[") and "]" in v:
+        end = v.index("]")
+        rest = v[end + 1 :]
+        return v[1:end] if not rest or (rest[0] == ":" and rest[1:].isdigit()) else v
+    name, sep, port = v.rpartition(":")
+    return name if sep and port.isdigit() and ":" not in name else v
+
+
+def _authority(origin: str) -> str:
+    """``scheme://host[:port]`` -> ``host[:port]`` (lower case)."""
+    return origin.strip().lower().split("://", 1)[-1].rstrip("/")
+
+
+class HostOriginMiddleware:
+    """DNS-rebinding and cross-site request guard.
+
+    The ``Host`` header must name an allowed host (when ``hosts`` is not None); a state-changing
+    request (POST / PUT / PATCH / DELETE) from a browser must come from this origin: its ``Origin``
+    must name the same host as ``Host``, and ``Sec-Fetch-Site`` must not be ``cross-site``.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        authority = headers.get("host", "").strip().lower()
+        host = host_name(authority)
+        if self.hosts is not None and host not in self.hosts:
+            await _send_json(
+                send, 400, f"host {host or '(none)'!r} is not served here: use one of "
+                f"{sorted(self.hosts)} (start the service with --allowed-host NAME to add one)",
+            )  # fmt: skip
+            return
+        if scope["method"] in UNSAFE_METHODS:
+            origin = headers.get("origin")
+            cross = headers.get("sec-fetch-site") == "cross-site"
+            if cross or (origin is not None and _authority(origin) != authority):
+                await _send_json(
+                    send, 403, f"cross-site request refused (origin {origin or '(none)'!r}): "
+                    "state-changing requests must come from the portal's own pages or a "
+                    "non-browser client",
+                )  # fmt: skip
+                return
+        await self.app(scope, receive, send)
+
+
 class _TooLarge(Exception):
     pass
 

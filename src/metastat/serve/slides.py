@@ -1,23 +1,23 @@
 """Slides behind the portal: registration (server path or upload), background jobs, deep zoom.
 
 A slide is known by a keyed pseudonym (``sl-<hash>``) only; its path stays on the server and
-never appears in responses or messages. Jobs run one at a time in a worker thread: tiles and
-features via :func:`metastat.slides.pipeline.process_slide`, then, with a MIL checkpoint, the
-MIL heatmap (scores, top tiles) and the overlay PNG for the viewer. Deep-zoom tiles come from the
-slide pyramid only (label and macro images are never read).
+never appears in responses or messages. Jobs (state in :mod:`metastat.serve.jobs`, on disk) run
+in worker threads: tiles and features through the same runner as ``metastat slides process``
+(:func:`metastat.slides.runner.run_cohort`, in this process or on a Dask scheduler), then, with
+a MIL checkpoint, the MIL heatmap (scores, top tiles) and the overlay PNG for the viewer.
+Deep-zoom tiles come from :class:`metastat.slides.reader.SlideReader` (pyramid only: label and
+macro images are never read).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -25,7 +25,10 @@ import pandas as pd
 
 from metastat.errors import InputError, MetastatError, UnknownNameError
 from metastat.serve.audit import AuditLog
+from metastat.serve.deepzoom import DeepZoom
 from metastat.serve.errors import UnsupportedMediaError
+from metastat.serve.jobs import Job, JobStore
+from metastat.serve.meaning import outcome_event
 from metastat.serve.overlay import overlay_rgba, write_overlay
 from metastat.serve.registry import ModelEntry, Registry
 from metastat.serve.security import confine, load_secret, pseudonym
@@ -33,7 +36,6 @@ from metastat.serve.settings import ServeSettings
 
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".svslide")
 DZ_TILE, DZ_OVERLAP = 254, 1
-JobStatus = Literal["queued", "running", "done", "failed"]
 
 
 @dataclass
@@ -55,33 +57,15 @@ class SlideRecord:
             "mpp": self.mpp,
         }
 
+    def private(self) -> dict[str, Any]:
+        """What the job record keeps on the server (with the path)."""
+        return self.public() | {"path": str(self.path)}
 
-@dataclass
-class Job:
-    """One slide-scoring job."""
-
-    job_id: str
-    slide_id: str
-    model: str | None
-    status: JobStatus = "queued"
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
-    error: str | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, Path] = field(default_factory=dict)  # private: overlay, crops, geojson
-
-    def public(self) -> dict[str, Any]:
-        """Status and results (no paths)."""
-        return {
-            "job_id": self.job_id,
-            "slide_id": self.slide_id,
-            "model": self.model,
-            "status": self.status,
-            "created": self.created,
-            "finished": self.finished,
-            "error": self.error,
-            "result": self.result,
-        }
+    @classmethod
+    def from_private(cls, d: dict[str, Any]) -> SlideRecord:
+        """Back from :meth:`private`."""
+        dims = (int(d["dimensions_px0"][0]), int(d["dimensions_px0"][1]))
+        return cls(d["slide_id"], Path(d["path"]), d["source"], dims, d["mpp"])
 
 
 def _check_suffix(name: str) -> str:
@@ -102,11 +86,18 @@ class SlideService:
         (self.out / "uploads").mkdir(parents=True, exist_ok=True)
         self._key = load_secret(settings.data_dir)
         self._slides: dict[str, SlideRecord] = {}
-        self._jobs: dict[str, Job] = {}
-        self._dz: OrderedDict[str, Any] = OrderedDict()
+        self._dz: OrderedDict[str, DeepZoom] = OrderedDict()
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metastat-slide")
-        self._restore()
+        self._client: Any = None
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.slide_workers, thread_name_prefix="metastat-slide"
+        )
+        self.store = JobStore(self.out / "jobs", self.out / "uploads", audit)
+        self.store.restore(self._requeue)
+        for job in self.store.all():  # finished jobs' slides stay viewable
+            record = SlideRecord.from_private(self.store.slide_of(job.job_id))
+            if record.path.exists():
+                self._slides.setdefault(record.slide_id, record)
 
     # -- registration -----------------------------------------------------------------------
     def register_path(self, path_text: str) -> SlideRecord:
@@ -173,55 +164,85 @@ class SlideService:
         return entry
 
     def submit(self, record: SlideRecord, entry: ModelEntry | None, who: str) -> Job:
-        """Queue a job for ``record`` and return it."""
+        """Record a queued job for ``record`` (on disk first), then run it in the background."""
         job = Job(uuid.uuid4().hex, record.slide_id, entry.name if entry else None)
-        with self._lock:
-            self._jobs[job.job_id] = job
+        self.store.add(job, record.private())
         self.audit.write(
             "slide_submit", job_id=job.job_id, slide_id=record.slide_id, model=job.model,
             version=entry.version if entry else None, source=record.source, token_id=who,
         )  # fmt: skip
-        self._pool.submit(self._run, job, record, entry)
+        self._pool.submit(self._run, job, record)
         return job
+
+    def resume(self, job_id: str) -> Job:
+        """Queue an interrupted or failed job again."""
+        job = self.store.resume(job_id)
+        self._requeue(job, self.store.slide_of(job_id))
+        return job
+
+    def _requeue(self, job: Job, slide: dict[str, Any]) -> None:
+        record = SlideRecord.from_private(slide)
+        if record.path.exists():
+            with self._lock:
+                self._slides.setdefault(record.slide_id, record)
+        self._pool.submit(self._run, job, record)
 
     def job(self, job_id: str) -> Job:
         """A job by id."""
-        with self._lock:
-            if job_id not in self._jobs:
-                raise UnknownNameError(f"unknown job {job_id!r}")
-            return self._jobs[job_id]
+        return self.store.get(job_id)
 
     def jobs(self) -> list[dict[str, Any]]:
         """All jobs, newest first."""
-        with self._lock:
-            return [j.public() for j in sorted(self._jobs.values(), key=lambda j: -j.created)]
+        return [j.public() for j in self.store.all()]
 
-    def _run(self, job: Job, record: SlideRecord, entry: ModelEntry | None) -> None:
-        job.status = "running"
+    def _run(self, job: Job, record: SlideRecord) -> None:
+        self.store.update(job, status="running", started=time.time(), runner=self.runner_name)
         try:
-            job.result = self._process(job, record, entry)
-            job.status = "done"
+            entry = self.registry.get(job.model, "slide") if job.model else None
+            result, status, error = self._process(job, record, entry), "done", None
         except MetastatError as exc:
-            job.error, job.status = str(exc), "failed"
+            result, status, error = {}, "failed", str(exc)
         except Exception as exc:  # a job must never take the worker down
-            job.error, job.status = f"internal error ({type(exc).__name__})", "failed"
-        job.finished = time.time()
-        self._save(job, record)
+            result, status, error = {}, "failed", f"internal error ({type(exc).__name__})"
+        self.store.update(job, status=status, error=error, result=result, finished=time.time())
         self.audit.write(
             "slide_result", job_id=job.job_id, slide_id=job.slide_id, model=job.model,
             status=job.status, error=job.error, probability=job.result.get("probability"),
         )  # fmt: skip
 
+    @property
+    def runner_name(self) -> str:
+        """Where slide features are computed."""
+        return f"dask {self.settings.scheduler}" if self.settings.scheduler else "in-process"
+
+    def _scheduler(self) -> Any:
+        """The Dask client (made once, on the first job), or None for in-process."""
+        if not self.settings.scheduler:
+            return None
+        with self._lock:
+            if self._client is None:
+                from metastat.slides.distributed import _client
+
+                self._client, _ = _client(self.settings.scheduler)
+            return self._client
+
     def _process(self, job: Job, record: SlideRecord, entry: ModelEntry | None) -> dict[str, Any]:
-        from metastat.slides.pipeline import SlideJob, process_slide
+        from metastat.slides.pipeline import SlideJob
+        from metastat.slides.runner import run_cohort
         from metastat.slides.store import load_bag
 
         p = record.path
+        if not p.exists():
+            raise InputError(f"slide {record.slide_id} is no longer on the server")
         spec = SlideJob(p, record.slide_id, redact=(str(p), p.name, p.stem))
-        res = process_slide(spec, self.out, self.settings.slide_process)
-        if res.status == "failed":
-            raise InputError(f"slide {record.slide_id} could not be processed: {res.error}")
-        bag = load_bag(res.feature_file)
+        run = run_cohort(
+            [spec], self.out, self.settings.slide_process, workers=0,
+            scheduler=self._scheduler(), progress=False,
+        )  # fmt: skip
+        (res,) = run.slides
+        if res["status"] == "failed":
+            raise InputError(f"slide {record.slide_id} could not be processed: {res['error']}")
+        bag = load_bag(res["feature_file"])
         out: dict[str, Any] = {"n_tiles": bag.n_tiles, "tile_size_px0": bag.tile_size_px0}
         if entry is None:
             return out | {"note": "no MIL model in the models directory: features only"}
@@ -240,22 +261,26 @@ class SlideService:
         tile = int(bag.tile_size_px0 or 256)
         coords = table[["x_px0", "y_px0"]].to_numpy()
         rgba = overlay_rgba(coords, tile, table["score"].to_numpy(), record.dimensions_px0)
-        job.files["overlay"] = write_overlay(out_dir / "overlay.png", rgba)
-        job.files["geojson"] = hm.geojson
+        job.files["overlay"] = str(write_overlay(out_dir / "overlay.png", rgba))
+        job.files["geojson"] = str(hm.geojson)
         top = table[table["selected"] == "top"].sort_values("rank")
         tiles = []
         for i, row in enumerate(top.itertuples(), start=1):
-            job.files[f"tile{i}"] = Path(str(row.crop))
+            job.files[f"tile{i}"] = str(row.crop)
             tiles.append(
                 {"rank": int(row.rank), "score": float(row.score),
                  "percentile": float(row.percentile), "x_px0": int(row.x_px0),
                  "y_px0": int(row.y_px0), "size_px0": tile,
                  "url": f"/api/jobs/{job.job_id}/tiles/{i}.png"}
             )  # fmt: skip
+        outcome = entry.manifest.get("outcome")
         return {
             "model_version": entry.version,
             "model_note": entry.manifest.get("note"),
             "probability": hm.prob,
+            "outcome": outcome,
+            "probability_of": outcome_event(outcome) if outcome else None,
+            "task": (entry.manifest.get("head") or {}).get("task"),
             "heatmap": {
                 "overlay_url": f"/api/jobs/{job.job_id}/overlay.png",
                 "geojson_url": f"/api/jobs/{job.job_id}/tiles.geojson",
@@ -265,69 +290,31 @@ class SlideService:
             "top_tiles": tiles,
         }
 
-    # -- persistence: finished jobs survive a restart ----------------------------------------
-    def _save(self, job: Job, record: SlideRecord) -> None:
-        from metastat.atomic import atomic_write
-
-        folder = self.out / "jobs" / job.job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {
-            "job": job.public() | {"files": {k: str(v) for k, v in job.files.items()}},
-            "slide": {**record.public(), "path": str(record.path)},  # server-side only
-        }
-        atomic_write(folder / "job.json", json.dumps(state, default=str))
-
-    def _restore(self) -> None:
-        for path in sorted((self.out / "jobs").glob("*/job.json")):
-            try:
-                state = json.loads(path.read_text())
-                j, sl = state["job"], state["slide"]
-                record = SlideRecord(
-                    sl["slide_id"], Path(sl["path"]), sl["source"], tuple(sl["dimensions_px0"]),
-                    sl["mpp"],
-                )  # fmt: skip
-                files = {k: Path(v) for k, v in j.pop("files").items()}
-                job = Job(**j, files=files)
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a damaged record is skipped; its outputs stay on disk
-            if record.path.exists():
-                self._slides[record.slide_id] = record
-            self._jobs[job.job_id] = job
-
     def job_file(self, job_id: str, key: str) -> Path:
         """A private output file of a finished job (overlay, tiles, GeoJSON)."""
         job = self.job(job_id)
-        if key not in job.files or not job.files[key].exists():
+        if key not in job.files or not Path(job.files[key]).exists():
             raise UnknownNameError(f"job {job_id!r} has no {key} output (status {job.status})")
-        return job.files[key]
+        return Path(job.files[key])
 
     # -- deep zoom --------------------------------------------------------------------------
-    def _generator(self, slide_id: str) -> Any:
-        from openslide.deepzoom import DeepZoomGenerator
+    def _deepzoom(self, slide_id: str) -> DeepZoom:
+        from metastat.slides.reader import open_slide
 
         with self._lock:
             if slide_id in self._dz:
                 self._dz.move_to_end(slide_id)
                 return self._dz[slide_id]
-        path = self.slide(slide_id).path
-        try:
-            import openslide
-
-            obj: Any = openslide.OpenSlide(str(path))
-        except Exception:  # formats only tiffslide reads
-            import tiffslide
-
-            obj = tiffslide.TiffSlide(path)
-        dz = DeepZoomGenerator(obj, tile_size=DZ_TILE, overlap=DZ_OVERLAP, limit_bounds=False)
+        dz = DeepZoom(open_slide(self.slide(slide_id).path), DZ_TILE, DZ_OVERLAP)
         with self._lock:
             self._dz[slide_id] = dz
             while len(self._dz) > 8:
-                self._dz.popitem(last=False)
+                self._dz.popitem(last=False)[1].reader.close()
         return dz
 
     def dzi(self, slide_id: str) -> dict[str, Any]:
         """OpenSeadragon's inline DZI descriptor for ``slide_id``."""
-        w, h = self._generator(slide_id).level_dimensions[-1]
+        w, h = self._deepzoom(slide_id).size_px0
         return {
             "Image": {
                 "xmlns": "http://schemas.microsoft.com/deepzoom/2008",
@@ -341,15 +328,13 @@ class SlideService:
 
     def dz_tile(self, slide_id: str, level: int, col: int, row: int) -> bytes:
         """One JPEG deep-zoom tile."""
-        dz = self._generator(slide_id)
         try:
-            tile = dz.get_tile(level, (col, row))
+            return self._deepzoom(slide_id).jpeg(level, col, row)
         except ValueError as exc:
             raise UnknownNameError(f"no tile {level}/{col}_{row} in slide {slide_id}") from exc
-        buf = io.BytesIO()
-        tile.convert("RGB").save(buf, format="JPEG", quality=80)
-        return buf.getvalue()
 
     def close(self) -> None:
-        """Stop the worker (running jobs finish)."""
+        """Stop taking jobs (running ones finish; queued ones stay queued on disk)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()

@@ -11,10 +11,21 @@ function authHeaders() {
 }
 
 async function api(path, opts = {}) {
-  const r = await fetch(path, { ...opts, headers: { ...(opts.headers || {}), ...authHeaders() } });
+  let r;
+  try {
+    r = await fetch(path, { ...opts, headers: { ...(opts.headers || {}), ...authHeaders() } });
+  } catch (e) {
+    const err = new Error("connection to the portal lost (is the service running?)");
+    err.lost = true;
+    throw err;
+  }
   const ct = r.headers.get("content-type") || "";
   const body = ct.includes("json") ? await r.json() : await r.blob();
-  if (!r.ok) throw new Error((body && body.error) || `${r.status} ${r.statusText}`);
+  if (!r.ok) {
+    const err = new Error((body && body.error) || `${r.status} ${r.statusText}`);
+    err.status = r.status;
+    throw err;
+  }
   return body;
 }
 
@@ -39,6 +50,18 @@ function h(tag, attrs = {}, ...children) {
 }
 
 const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "n/a" : Number(v).toFixed(d));
+const pct = (v) => `${(100 * v).toFixed(1)}%`;
+const when = (t) => (t ? new Date(1000 * t).toLocaleString() : "");
+
+function warningList(messages, id) {
+  const box = h("div", { class: "warning", role: "alert" });
+  if (id) box.id = id;
+  box.append(h("strong", {}, messages.length > 1 ? "Warnings" : "Warning"));
+  const ul = h("ul");
+  for (const m of messages) ul.append(h("li", {}, m));
+  box.append(ul);
+  return box;
+}
 
 /* ---- tabs and models ---------------------------------------------------------------------- */
 function showTab(name) {
@@ -61,6 +84,9 @@ async function loadModels() {
     };
     fill("#profile-model", "expression");
     fill("#slide-model", "slide", "(no MIL model: features only)");
+    showError("#profile-error", null);
+    showError("#slide-error", null);
+    showError("#run-error", null);
   } catch (e) {
     showError("#profile-error", e);
   }
@@ -88,54 +114,74 @@ async function scoreProfile(ev) {
   }
 }
 
+function probabilityLine(res, p) {
+  const horizon = res.horizon_text ? ` within ${res.horizon_text}` : "";
+  const iv = p.probability_interval;
+  const interval = iv
+    ? h("div", { id: "risk-interval" }, `95% interval ${pct(iv.low)} \u2013 ${pct(iv.high)} `,
+      h("small", {}, `(${res.interval_method})`))
+    : h("div", { id: "risk-interval", class: "note" }, "no interval available: this model does not provide a per-patient uncertainty interval");
+  return [h("div", { class: "metric", id: "risk-probability" }, p.probability === null ? "n/a" : pct(p.probability),
+    h("small", {}, ` probability of ${res.probability_of || "the event"}${horizon}`)), interval];
+}
+
 function renderProfile(res, km, index) {
   const p = res.predictions[index];
   const out = $("#profile-result");
   out.innerHTML = "";
-  const horizon = res.horizon ? ` within ${res.horizon} ${res.time_unit || ""}` : "";
+  const outcome = res.outcome_name ? `${res.outcome_name}` : res.outcome;
   const summary = h("div", { class: "card", id: "risk-summary" },
-    h("div", {}, "Sample ", h("strong", { id: "risk-sample" }, p.sample_id)),
-    h("div", { class: "metric" }, h("span", { class: `badge ${p.risk_group}`, id: "risk-group" },
-      `${p.risk_group} risk`)),
-    h("div", { class: "metric", id: "risk-probability" }, p.probability === null ? "n/a" : `${(100 * p.probability).toFixed(1)}%`,
-      h("small", {}, ` probability of ${res.outcome || "the event"}${horizon}`)),
+    h("div", {}, "Sample ", h("strong", { id: "risk-sample" }, p.sample_id)));
+  if (p.status === "refused") {
+    summary.append(h("div", { class: "metric" }, h("span", { class: "badge refused", id: "risk-group" }, "not scored")),
+      h("p", { class: "note" }, `Refused: ${p.refused}.`));
+  } else {
+    summary.append(h("div", { class: "metric" }, h("span", { class: `badge ${p.risk_group}`, id: "risk-group" },
+      `${p.risk_group} risk`)), ...probabilityLine(res, p),
     h("div", {}, "Risk score ", h("strong", { id: "risk-score" }, fmt(p.risk)),
-      ` \u00b7 higher than ${p.risk_percentile}% of the training cohort`),
-    h("p", { class: "note" }, `Model ${res.model} v${res.version} (${res.task}), trained on `
-      + `${res.training_cohort}; ${res.genes_used - res.genes_imputed} of ${res.genes_used} model `
-      + `genes measured${res.genes_imputed ? `, ${res.genes_imputed} imputed with the training median` : ""}.`));
+      ` \u00b7 higher than ${p.risk_percentile}% of the training cohort`));
+  }
+  if (p.warnings.length) summary.append(warningList(p.warnings, "risk-warnings"));
+  const measured = res.genes_used - p.genes_imputed;
+  summary.append(h("p", { class: "note" }, `Outcome: ${outcome}. Model ${res.model} v${res.version} (${res.task}), trained on `
+      + `${res.training_cohort}; ${measured} of ${res.genes_used} model genes measured for this profile`
+      + `${p.genes_imputed ? `, ${p.genes_imputed} imputed with the training median` : ""}.`));
   const kmCard = h("div", { class: "card", id: "km-card" }, h("h3", {}, "Training cohort Kaplan-Meier by risk group"));
   if (km && km.available) {
     kmCard.append(kmSvg(km, p.risk_group, km.horizon), h("p", { class: "note" }, km.note));
   } else {
     kmCard.append(h("p", { class: "note" }, `not available: ${km ? km.reason : "request failed"}`));
   }
-  const genes = h("table", { class: "table", id: "top-genes" },
-    h("thead", {}, h("tr", {}, h("th", {}, "gene"), h("th", {}, "z"), h("th", {}, "contribution"))));
-  const maxc = Math.max(...p.top_genes.map((g) => Math.abs(g.contribution)), 1e-9);
-  const body = h("tbody");
-  for (const g of p.top_genes) {
-    const w = Math.round((80 * Math.abs(g.contribution)) / maxc);
-    body.append(h("tr", {}, h("td", {}, g.gene), h("td", {}, fmt(g.expression_z, 2)),
-      h("td", {}, h("span", { class: `bar ${g.contribution > 0 ? "pos" : "neg"}`, style: `width:${w}px` }),
-        ` ${fmt(g.contribution, 3)}`)));
+  const cards = [summary, kmCard];
+  if (p.top_genes.length) {
+    const genes = h("table", { class: "table", id: "top-genes" },
+      h("thead", {}, h("tr", {}, h("th", {}, "gene"), h("th", {}, "z"), h("th", {}, "contribution"))));
+    const maxc = Math.max(...p.top_genes.map((g) => Math.abs(g.contribution)), 1e-9);
+    const body = h("tbody");
+    for (const g of p.top_genes) {
+      const w = Math.round((80 * Math.abs(g.contribution)) / maxc);
+      body.append(h("tr", {}, h("td", {}, g.gene), h("td", {}, fmt(g.expression_z, 2)),
+        h("td", {}, h("span", { class: `bar ${g.contribution > 0 ? "pos" : "neg"}`, style: `width:${w}px` }),
+          ` ${fmt(g.contribution, 3)}`)));
+    }
+    genes.append(body);
+    cards.push(h("div", { class: "card" }, h("h3", {}, "Top contributing genes"), genes,
+      h("p", { class: "note" }, "red raises the risk, blue lowers it (weight \u00d7 standardised expression)")));
   }
-  genes.append(body);
-  const genesCard = h("div", { class: "card" }, h("h3", {}, "Top contributing genes"), genes,
-    h("p", { class: "note" }, "red raises the risk, blue lowers it (weight \u00d7 standardised expression)"));
-  out.append(h("div", { class: "result" }, summary, kmCard, genesCard));
+  out.append(h("div", { class: "result" }, ...cards));
   if (res.predictions.length > 1) {
     const t = h("table", { class: "table", id: "samples" }, h("thead", {}, h("tr", {},
-      ...["sample", "risk group", "probability", "risk", "percentile"].map((x) => h("th", {}, x)))));
+      ...["sample", "risk group", "probability", "risk", "percentile", "warnings"].map((x) => h("th", {}, x)))));
     const tb = h("tbody");
     res.predictions.forEach((q, i) => {
       tb.append(h("tr", { class: i === index ? "sel" : "", onclick: () => renderProfile(res, km, i) },
         h("td", {}, h("button", { class: "link", type: "button" }, q.sample_id)),
-        h("td", {}, q.risk_group), h("td", {}, fmt(q.probability)), h("td", {}, fmt(q.risk)),
-        h("td", {}, q.risk_percentile)));
+        h("td", {}, q.risk_group || "not scored"), h("td", {}, q.probability === null ? "n/a" : pct(q.probability)),
+        h("td", {}, fmt(q.risk)), h("td", {}, q.risk_percentile ?? ""),
+        h("td", { class: q.warnings.length ? "warn-cell" : "" }, q.warnings.length ? `\u26a0 ${q.warnings.length}` : "")));
     });
     t.append(tb);
-    out.append(h("div", { class: "card" }, h("h3", {}, `${res.predictions.length} profiles`), t));
+    out.append(h("div", { class: "card wide" }, h("h3", {}, `${res.predictions.length} profiles`), t));
   }
 }
 
@@ -165,17 +211,48 @@ async function submitSlide(ev) {
   }
 }
 
-async function pollJob(id) {
-  const job = await api(`/api/jobs/${id}`);
+async function pollJob(id, delay = 1000) {
+  let job;
+  try {
+    job = await api(`/api/jobs/${id}`);
+  } catch (e) {
+    if (e.lost) {
+      $("#job-status").textContent = `job ${id.slice(0, 8)}: connection lost, retrying\u2026`;
+      showError("#slide-error", new Error(`${e.message}; job ${id.slice(0, 8)} is kept on the server and polling resumes when it is back`));
+      setTimeout(() => pollJob(id, Math.min(2 * delay, 10000)), delay);
+    } else {
+      $("#job-status").textContent = `job ${id.slice(0, 8)}: ${e.message}`;
+      showError("#slide-error", e);
+    }
+    return;
+  }
+  showError("#slide-error", null);
   $("#job-status").textContent = `job ${id.slice(0, 8)}: ${job.status}`;
   refreshJobs();
   if (job.status === "queued" || job.status === "running") {
     setTimeout(() => pollJob(id), 1000);
-  } else if (job.status === "failed") {
-    showError("#slide-error", new Error(job.error));
+  } else if (job.status === "failed" || job.status === "interrupted") {
+    showError("#slide-error", new Error(`job ${id.slice(0, 8)} ${job.status}: ${job.error}`));
   } else {
     openJob(job);
   }
+}
+
+async function resumeJob(id) {
+  try {
+    await api(`/api/jobs/${id}/resume`, { method: "POST" });
+    pollJob(id);
+  } catch (e) {
+    showError("#slide-error", e);
+  }
+}
+
+function jobResult(j) {
+  const r = j.result || {};
+  if (j.status === "done") {
+    return r.probability !== undefined ? `${pct(r.probability)} ${r.probability_of ? `(${r.probability_of})` : ""}` : `${r.n_tiles} tiles`;
+  }
+  return j.error || "";
 }
 
 async function refreshJobs() {
@@ -184,12 +261,19 @@ async function refreshJobs() {
     const tb = $("#jobs tbody");
     tb.innerHTML = "";
     for (const j of jobs) {
-      tb.append(h("tr", {}, h("td", {}, j.job_id.slice(0, 8)), h("td", {}, j.slide_id),
-        h("td", {}, j.model || "-"), h("td", {}, j.error ? `${j.status}: ${j.error}` : j.status),
-        h("td", {}, j.status === "done" ? h("button", { class: "link", type: "button",
-          onclick: () => openJob(j) }, "open") : "")));
+      const action = j.status === "done"
+        ? h("button", { class: "link", type: "button", onclick: () => openJob(j) }, "open")
+        : (j.status === "interrupted" || j.status === "failed")
+          ? h("button", { class: "link resume", type: "button", onclick: () => resumeJob(j.job_id) }, "resume")
+          : "";
+      tb.append(h("tr", { "data-job": j.job_id, "data-status": j.status }, h("td", {}, j.job_id.slice(0, 8)), h("td", {}, j.slide_id),
+        h("td", {}, j.model || "-"), h("td", { class: `status-${j.status}` }, j.status),
+        h("td", {}, when(j.created)), h("td", {}, when(j.finished)), h("td", { class: "job-result" }, jobResult(j)),
+        h("td", {}, action)));
     }
-  } catch (e) { /* token not set yet */ }
+  } catch (e) {
+    if (e.lost) showError("#slide-error", e);
+  }
 }
 
 async function openJob(job) {
@@ -199,8 +283,9 @@ async function openJob(job) {
   $("#slide-summary").innerHTML = "";
   $("#slide-summary").append(h("p", {}, `Slide ${job.slide_id}`),
     r.probability !== undefined
-      ? h("p", { class: "metric", id: "slide-probability" }, `${(100 * r.probability).toFixed(1)}%`,
-        h("small", {}, ` ${job.model} v${r.model_version}`))
+      ? h("div", {}, h("p", { class: "metric", id: "slide-probability" }, pct(r.probability),
+        h("small", {}, ` probability of ${r.probability_of || "the model's positive class (the checkpoint does not name its outcome)"}`)),
+        h("p", { class: "note" }, `slide model ${job.model} v${r.model_version}; no interval available for slide scores`))
       : h("p", { class: "note" }, r.note || ""),
     r.model_note ? h("p", { class: "note" }, r.model_note) : "");
   const dzi = await api(`/api/slides/${job.slide_id}/dzi`);
@@ -211,7 +296,7 @@ async function openJob(job) {
   toggle.disabled = true;
   $("#heatmap-legend").hidden = true;
   portal.viewer = OpenSeadragon({
-    id: "viewer", prefixUrl: "/static/vendor/images/", tileSources: dzi,
+    id: "viewer", prefixUrl: "/static/vendor/images/", tileSources: dzi, drawer: "canvas",
     loadTilesWithAjax: true, ajaxHeaders: authHeaders(), showNavigator: true,
     navigatorPosition: "BOTTOM_RIGHT", maxZoomPixelRatio: 2, visibilityRatio: 0.5,
   });
@@ -276,21 +361,35 @@ async function loadRuns() {
   }
 }
 
+function ciText(c) {
+  if (!c) return "";
+  const ci = c.ci_low !== null && c.ci_low !== undefined ? ` (${fmt(c.ci_low)} \u2013 ${fmt(c.ci_high)})` : "";
+  return `${fmt(c.estimate)}${ci}`;
+}
+
 async function showRun(name) {
   try {
     const run = await api(`/api/runs/${encodeURIComponent(name)}`);
-    const rows = Object.entries(run.metrics).filter(([k]) => !k.startsWith("baseline_") && !k.startsWith("delta_"));
     const t = h("table", { class: "table", id: "run-metrics" }, h("thead", {}, h("tr", {},
-      h("th", {}, "metric"), h("th", {}, "estimate"), h("th", {}, "95% CI"))));
+      h("th", {}, "metric"), h("th", {}, `model: ${run.model}`), h("th", {}, `comparator: ${run.comparator || "none"}`),
+      h("th", {}, "paired difference (model \u2212 comparator)"))));
     const tb = h("tbody");
-    for (const [k, v] of rows) {
-      if (!v || v.estimate === undefined) continue;
-      tb.append(h("tr", {}, h("td", {}, k), h("td", {}, fmt(v.estimate)),
-        h("td", {}, v.ci_low !== null && v.ci_low !== undefined ? `${fmt(v.ci_low)} \u2013 ${fmt(v.ci_high)}` : "")));
+    const flags = [];
+    for (const row of run.table) {
+      const tr = h("tr", { "data-metric": row.metric }, h("td", {}, row.p_value ? `${row.metric} (p-value, no CI)` : row.metric),
+        h("td", { class: row.flag ? "flagged" : "" }, ciText(row.model)), h("td", {}, ciText(row.comparator)),
+        h("td", {}, ciText(row.difference)));
+      if (row.flag) flags.push(row.flag);
+      tb.append(tr);
     }
     t.append(tb);
     $("#run-summary").innerHTML = "";
-    $("#run-summary").append(h("div", { class: "card" }, h("h3", {}, `${name}: ${run.run.outcome} (${run.run.kind})`), t));
+    const card = h("div", { class: "card" }, h("h3", {}, `${name}: ${run.outcome_name || run.run.outcome} (${run.run.kind})`),
+      h("p", { class: "note" }, `Values are estimates with 95% bootstrap CIs; the comparator is tuned on the same splits. `
+        + `Calibration slopes outside ${run.calibration_slope_range[0]}\u2013${run.calibration_slope_range[1]} are flagged.`));
+    if (flags.length) card.append(warningList(flags, "run-flags"));
+    card.append(t);
+    $("#run-summary").append(card);
     const figs = $("#run-figures");
     figs.innerHTML = "";
     for (const f of run.figures) {
