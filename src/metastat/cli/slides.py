@@ -12,6 +12,17 @@ from metastat.errors import InputError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
+SlideTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--slide-timeout", min=1, help="Stop a slide after SECONDS and record it as failed."
+    ),
+]
+KeepLumens = Annotated[
+    bool, typer.Option(help="Keep holes (lumens, vessels) in the tissue mask unfilled.")
+]
+Strict = Annotated[bool, typer.Option(help="Exit with 1 if any slide failed or was degraded.")]
+
 
 @app.command()
 def process(
@@ -52,23 +63,17 @@ def process(
         float, typer.Option(help="Fail a slide if more of its tiles are unreadable.")
     ] = 0.05,
     qc: Annotated[bool, typer.Option(help="Write QC PNGs (mask outline + tile grid).")] = True,
-    strict: Annotated[bool, typer.Option(help="Exit with 1 if any slide failed.")] = False,
+    slide_timeout: SlideTimeout = None,
+    keep_lumens: KeepLumens = False,
+    strict: Strict = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Tissue detection, tiling and tile embeddings for every slide; one .h5 per slide."""
     from metastat.slides.pipeline import ProcessConfig
-    from metastat.slides.runner import PSEUDONYM_ENV, discover_slides, run_cohort
     from metastat.slides.tiling import TilingConfig
+    from metastat.slides.tissue import TissueConfig
 
-    key = None
-    if pseudonymise:
-        key = os.environ.get(PSEUDONYM_ENV)
-        if not key:
-            raise InputError(
-                f"--pseudonymise needs a secret key in the environment variable {PSEUDONYM_ENV}: "
-                f"export {PSEUDONYM_ENV}=... (keep it to re-identify slides later), or drop "
-                "--pseudonymise"
-            )
+    key = _pseudonym_key(pseudonymise)
     try:
         config = ProcessConfig(
             tiling=TilingConfig(
@@ -77,6 +82,7 @@ def process(
                 overlap_um=overlap_um,
                 min_tissue_fraction=min_tissue_fraction,
             ),
+            tissue=TissueConfig(keep_lumens=keep_lumens),
             encoder=encoder,
             encoder_weights=str(encoder_weights) if encoder_weights else None,
             device=device,
@@ -91,21 +97,119 @@ def process(
     from metastat.slides.encoders import get_encoder_spec
 
     get_encoder_spec(encoder)  # fail fast on a misspelled encoder name
-    jobs = discover_slides(source, mpp_fallback=mpp, pseudonym_key=key)
-    summary = run_cohort(jobs, out, config, workers=workers, scheduler=scheduler, progress=progress)
-    typer.echo(
-        f"slides: {summary.n_slides} | done {summary.done} | skipped (already finished) "
-        f"{summary.skipped} | failed {summary.failed} | tiles {summary.tiles} | "
-        f"{summary.seconds:.1f} s ({summary.tiles_per_s:.1f} tiles/s)"
-    )
-    for s in summary.slides:
-        if s["status"] == "failed":
-            typer.echo(f"  failed {s['slide_id']}: {s['error']}", err=True)
+    _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress)
     typer.echo(
         f"features: {out / 'features'}  QC: {out / 'qc'}  summary: {out / 'run_summary.json'}"
     )
-    if strict and summary.failed:
+
+
+def _pseudonym_key(pseudonymise: bool) -> str | None:
+    from metastat.slides.runner import PSEUDONYM_ENV
+
+    if not pseudonymise:
+        return None
+    key = os.environ.get(PSEUDONYM_ENV)
+    if not key:
+        raise InputError(
+            f"--pseudonymise needs a secret key in the environment variable {PSEUDONYM_ENV}: "
+            f"export {PSEUDONYM_ENV}=... (keep it to re-identify slides later), or drop "
+            "--pseudonymise"
+        )
+    return key
+
+
+def _run(
+    source: Path,
+    out: Path,
+    config: object,
+    mpp: float | None,
+    key: str | None,
+    workers: int,
+    scheduler: str | None,
+    slide_timeout: float | None,
+    strict: bool,
+    progress: bool,
+) -> None:
+    """Discover slides, run the cohort, print the one-line summary and each bad slide."""
+    from metastat.slides.runner import discover_slides, run_cohort
+
+    jobs = discover_slides(source, mpp_fallback=mpp, pseudonym_key=key)
+    s = run_cohort(
+        jobs, out, config, workers=workers, scheduler=scheduler, progress=progress,
+        slide_timeout=slide_timeout,
+    )  # fmt: skip
+    typer.echo(
+        f"slides: {s.n_slides} | done {s.done} | degraded {s.degraded} | failed {s.failed} | "
+        f"resumed (already finished) {s.resumed} | tiles {s.tiles} | {s.seconds:.1f} s "
+        f"({s.tiles_per_s:.1f} tiles/s)"
+    )
+    for r in s.slides:
+        if r["status"] != "done":
+            typer.echo(f"  {r['status']} {r['slide_id']}: {r['message']}", err=True)
+    if strict and (s.failed or s.degraded):
         raise typer.Exit(1)
+
+
+@app.command()
+def tile(
+    source: Annotated[Path, typer.Argument(help="Folder of slides, manifest CSV/TSV, or a slide.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    mpp: Annotated[
+        float | None,
+        typer.Option(help="µm/px for slides whose metadata has none (manifest 'mpp' wins)."),
+    ] = None,
+    tile_size_px: Annotated[int, typer.Option(help="Tile side in pixels.")] = 224,
+    target_mpp: Annotated[float, typer.Option(help="Tile resolution in µm/px.")] = 0.5,
+    overlap_um: Annotated[float, typer.Option(help="Overlap of neighbouring tiles in µm.")] = 0.0,
+    min_tissue_fraction: Annotated[
+        float, typer.Option(help="Keep tiles with this much tissue.")
+    ] = 0.5,
+    mask_mpp: Annotated[float, typer.Option(help="Tissue-mask resolution in µm/px.")] = 8.0,
+    verify: Annotated[
+        bool, typer.Option(help="Read every kept tile and check it (off: coordinates only).")
+    ] = True,
+    workers: Annotated[int, typer.Option(help="Worker processes (0: in this process).")] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786.")
+    ] = None,
+    pseudonymise: Annotated[
+        bool, typer.Option(help="Name outputs by keyed hashes of slide ids (key in env).")
+    ] = False,
+    max_unreadable_fraction: Annotated[
+        float, typer.Option(help="Fail a slide if more of its tiles are unreadable or garbage.")
+    ] = 0.05,
+    qc: Annotated[bool, typer.Option(help="Write QC PNGs (mask outline + tile grid).")] = True,
+    slide_timeout: SlideTimeout = None,
+    keep_lumens: KeepLumens = False,
+    strict: Strict = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Tile coordinates only (no encoder): CSV + tissue GeoJSON + QC PNG per slide."""
+    from metastat.slides.coords import TileConfig
+    from metastat.slides.tiling import TilingConfig
+    from metastat.slides.tissue import TissueConfig
+
+    key = _pseudonym_key(pseudonymise)
+    try:
+        config = TileConfig(
+            tiling=TilingConfig(
+                tile_size_px=tile_size_px,
+                target_mpp=target_mpp,
+                overlap_um=overlap_um,
+                min_tissue_fraction=min_tissue_fraction,
+            ),
+            tissue=TissueConfig(mask_mpp=mask_mpp, keep_lumens=keep_lumens),
+            verify=verify,
+            max_unreadable_fraction=max_unreadable_fraction,
+            qc=qc,
+        )
+    except ValueError as exc:
+        raise InputError(f"invalid option: {exc}") from exc
+    _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress)
+    typer.echo(
+        f"coordinates: {out / 'coords'}  tissue: {out / 'tissue'}  QC: {out / 'qc'}  "
+        f"summary: {out / 'run_summary.json'}"
+    )
 
 
 @app.command()
@@ -147,9 +251,15 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Write a synthetic pyramidal tiled TIFF with tissue-like regions (tests, benchmarks)."""
+    import time
+
+    from metastat.progress import status
     from metastat.slides.synthetic import write_synthetic_slide
 
+    t0 = time.perf_counter()
+    status(f"writing a {width_px}x{height_px} px synthetic slide at {mpp} µm/px ({levels} levels)")
     p = write_synthetic_slide(
-        out, size_px0=(width_px, height_px), mpp=mpp, levels=levels, seed=seed
+        out, size_px0=(width_px, height_px), mpp=mpp, levels=levels, seed=seed, show_progress=True
     )
-    typer.echo(f"wrote {p}")
+    size_mb = p.stat().st_size / 2**20
+    typer.echo(f"wrote {p} ({size_mb:.0f} MiB in {time.perf_counter() - t0:.1f} s)")

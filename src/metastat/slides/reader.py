@@ -407,6 +407,33 @@ class SlideReader:
             y += hh
         return np.asarray(out)
 
+    def read_level_downsampled(self, level: int, factor: int = 1) -> np.ndarray:
+        """All of ``level``, box-averaged by an integer ``factor``, read strip by strip.
+
+        Memory stays bounded by one strip plus the output (never a full level 0). The output is
+        ``ceil(width / factor)`` x ``ceil(height / factor)``; the last row/column of boxes is
+        padded with white. Unreadable blocks come back white and are counted.
+        """
+        f = max(1, int(factor))
+        lw, lh = self.level_dimensions[level]
+        ow, oh = -(-lw // f), -(-lh // f)
+        if ow * oh * 3 > 4 * self.max_read_px:
+            raise ReadTooLargeError(
+                f"a {ow}x{oh} px image of level {level} of '{self.path.name}' is too large: "
+                "use a coarser mask resolution, or convert the slide to a pyramidal TIFF"
+            )
+        lds = self.level_downsamples[level]
+        rows = max(1, self.max_read_px // max(lw, 1) // 2 // f)  # output rows per strip
+        out = np.empty((oh, ow, 3), np.uint8)
+        for oy in range(0, oh, rows):
+            n = min(rows, oh - oy)
+            y, hh = oy * f, min(n * f, lh - oy * f)
+            strip = self._read_tolerant((0, round(y * lds)), (lw, hh), level)
+            if f > 1:  # box average (the last partial box averages what is there)
+                strip = np.asarray(Image.fromarray(strip).reduce(f))
+            out[oy : oy + n] = strip[:n, :ow]
+        return out
+
     def _read_tolerant(
         self, location_px0: tuple[int, int], size_px: tuple[int, int], level: int, block: int = 256
     ) -> np.ndarray:

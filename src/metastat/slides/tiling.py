@@ -80,6 +80,28 @@ def tissue_fraction_of_boxes(
     return (inside / area).astype(np.float32)
 
 
+def reference_colours(mask: TissueMask, grid: TileGrid) -> np.ndarray | None:
+    """Mean colour of each tile's area on the mask's image, when that comes from another
+    pyramid level than the tiles (an independent copy to check decoded tiles against)."""
+    if mask.level == grid.read_level:
+        return None
+    thumb = mask.thumbnail
+    h, w = thumb.shape[:2]
+    dx, dy = mask.downsample
+    c = grid.coords_px0
+    x0 = np.clip(np.floor(c[:, 0] / dx).astype(np.int64), 0, w - 1)
+    y0 = np.clip(np.floor(c[:, 1] / dy).astype(np.int64), 0, h - 1)
+    x1 = np.clip(np.ceil((c[:, 0] + grid.tile_size_px0) / dx).astype(np.int64), x0 + 1, w)
+    y1 = np.clip(np.ceil((c[:, 1] + grid.tile_size_px0) / dy).astype(np.int64), y0 + 1, h)
+    area = ((x1 - x0) * (y1 - y0))[:, None]
+    out = np.empty((len(c), 3), np.float32)
+    for ch in range(3):
+        s = _integral(thumb[:, :, ch])
+        out[:, ch] = (s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]) / area[:, 0]
+    # tiles running past the slide's edge read white there; the thumbnail has no such area
+    return out
+
+
 def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> TileGrid:
     """Grid of tiles over ``slide`` with at least ``min_tissue_fraction`` tissue."""
     mpp = slide.mpp
