@@ -132,7 +132,9 @@ def tile_slide(job: SlideJob, out_dir: Path, config: TileConfig, result: SlideRe
         if config.qc:
             img = qc_image(s, mask, grid, job.slide_id, config.qc_max_px)
             result.qc_file = str(save_png_atomic(img, out_dir / "qc" / f"{job.slide_id}.png"))
-        gj = tissue_geojson(mask, slide_id=job.slide_id, mpp=float(s.mpp))
+        gj = tissue_geojson(
+            mask, slide_id=job.slide_id, mpp=float(s.mpp), size_px0=s.dimensions_px0
+        )
         path = out_dir / "tissue" / f"{job.slide_id}.geojson"
         result.geojson_file = str(write_geojson(gj, path))
         if len(grid) == 0:

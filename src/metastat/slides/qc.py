@@ -79,5 +79,5 @@ def render_qc(
 def save_png_atomic(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Save a PNG atomically (temp file in the same folder, fsync, rename)."""
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", optimize=False)
+        image.save(tmp, format="PNG", optimize=False, compress_level=1)
     return Path(path)

@@ -212,3 +212,53 @@ def corrupt_tile(path: str | os.PathLike[str], tile_index: int, *, level: int = 
     with open(path, "r+b") as fh:
         fh.seek(offset)
         fh.write(bytes(np.random.default_rng(tile_index).integers(0, 256, count, dtype=np.uint8)))
+
+
+def plant_garbage_tile(
+    path: str | os.PathLike[str],
+    tile_index: int,
+    *,
+    level: int = 0,
+    kind: Literal["stripes", "flat", "shift"] = "stripes",
+) -> None:
+    """Replace one JPEG tile by a valid JPEG of what damaged data decodes to, without errors.
+
+    ``stripes``: rows of vivid out-of-gamut colour; ``flat``: blocks of one flat colour (a
+    decoder that gave up); ``shift``: the tile's own content with a strong colour cast (a
+    flipped DC coefficient). The new stream is padded after its end marker, so every decoder
+    reads it silently, as it would read a bit-flipped tile.
+    """
+    import imagecodecs
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[level]
+        offset = int(page.dataoffsets[tile_index])
+        count = int(page.databytecounts[tile_index])
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            original = fh.read(count)
+        tile = imagecodecs.jpeg8_decode(original, tables=page.jpegtables)
+    h = tile.shape[0]
+    img = np.array(tile[:, :, :3], np.int16)
+    if kind == "stripes":
+        colours = np.array([[0, 255, 255], [255, 255, 0], [0, 255, 0], [255, 0, 255]], np.int16)
+        img[h // 2 :] = colours[(np.arange(h - h // 2) // 8) % 4][:, None, :]
+    elif kind == "flat":
+        img[h // 3 :] = (128, 96, 140)
+    else:
+        img += np.array([-60, 50, -60], np.int16)
+    data = imagecodecs.jpeg8_encode(
+        np.clip(img, 0, 255).astype(np.uint8), level=95, colorspace="RGB",
+        outcolorspace="YCBCR", subsampling=(2, 2),
+    )  # fmt: skip
+    if len(data) > count:
+        data = imagecodecs.jpeg8_encode(
+            np.clip(img, 0, 255).astype(np.uint8), level=40, colorspace="RGB",
+            outcolorspace="YCBCR", subsampling=(2, 2),
+        )  # fmt: skip
+    if len(data) > count:
+        raise ValueError(f"tile {tile_index} is too small ({count} bytes) to hold the garbage")
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(data + bytes(count - len(data)))
