@@ -84,7 +84,7 @@ def iter_batches(
 
     Backend decoders release the GIL, so reading proceeds while the caller runs the model.
     Memory is bounded by ``(prefetch + threads) * batch_size`` tiles. ``references`` are the
-    tiles' mean colours on a lower level (see :func:`~metastat.slides.tiling.reference_colours`).
+    tiles' cell colours on a lower level (see :func:`~metastat.slides.tiling.reference_colours`).
     """
     n = len(grid)
     log = log if log is not None else DecodeLog()

@@ -26,8 +26,10 @@ DECODER_LOGGERS = ("tifffile", "tiffslide", "imagecodecs")
 MAX_FLAT_BLOCK_FRACTION = 0.2
 #: Pixels with a channel range above 170 and a clipped channel (H&E never gets there).
 MAX_VIVID_FRACTION = 0.01
-#: Largest difference (0-255) of a tile's mean colour from the lower pyramid level's.
-MAX_MEAN_COLOUR_SHIFT = 28.0
+#: Largest difference (0-255) of a cell's mean colour from the lower pyramid level's ...
+MAX_MEAN_COLOUR_SHIFT = 30.0
+#: ... in this many cells of a tile (one cell on a sharp tissue edge can differ by chance).
+MIN_SHIFTED_CELLS = 2
 _BACKGROUND = 215  # mean of the darkest channel above this: glass, not tissue
 
 
@@ -58,7 +60,7 @@ class _Handler(logging.Handler):
 
 @contextmanager
 def capture_decoder_reports(log: DecodeLog) -> Iterator[None]:
-    """Count warnings the TIFF decoders log or raise while the block runs (all threads)."""
+    """Count warnings the TIFF decoders log (any thread) or warn (main thread) in the block."""
     handler = _Handler(log)
     loggers = [logging.getLogger(n) for n in DECODER_LOGGERS]
     for lg in loggers:
@@ -72,24 +74,25 @@ def capture_decoder_reports(log: DecodeLog) -> Iterator[None]:
         else:
             previous(message, category, filename, lineno, file, line)
 
-    warnings.showwarning = show
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.simplefilter("ignore", ResourceWarning)
-            warnings.showwarning = show
+        if threading.current_thread() is threading.main_thread():  # warnings state is global
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.simplefilter("ignore", ResourceWarning)
+                warnings.showwarning = show
+                yield
+        else:  # e.g. the portal's slide thread: logged reports only
             yield
     finally:
-        warnings.showwarning = previous
         for lg in loggers:
             lg.removeHandler(handler)
 
 
-def implausible(tile: np.ndarray, reference_rgb: np.ndarray | None = None) -> str | None:
+def implausible(tile: np.ndarray, reference: np.ndarray | None = None) -> str | None:
     """Why the pixels of an RGB ``tile`` look like decoder garbage, or None if they look sane.
 
-    ``reference_rgb`` is the mean colour of the same area on an independently stored lower
-    pyramid level (None: not available, e.g. a single-level slide).
+    ``reference`` holds the mean colours (k, k, 3) of the tile's k x k cells on an
+    independently stored lower pyramid level (None: not available, e.g. a single level).
     """
     a = np.asarray(tile)
     h, w = (a.shape[0] // 8) * 8, (a.shape[1] // 8) * 8
@@ -111,10 +114,17 @@ def implausible(tile: np.ndarray, reference_rgb: np.ndarray | None = None) -> st
         frac = float(np.count_nonzero(flat)) / n_tissue
         if frac > MAX_FLAT_BLOCK_FRACTION:
             return f"{frac:.0%} of its tissue is flat 8x8 blocks of one colour"
-    if reference_rgb is not None:
-        shift = float(np.abs(a.reshape(-1, 3).mean(axis=0) - np.asarray(reference_rgb)).max())
-        if shift > MAX_MEAN_COLOUR_SHIFT:
-            return f"its mean colour differs by {shift:.0f}/255 from the slide's lower level"
+    if reference is not None:
+        k = reference.shape[0]
+        hc, wc = (a.shape[0] // k) * k, (a.shape[1] // k) * k
+        cells = a[:hc, :wc].reshape(k, hc // k, k, wc // k, 3).mean(axis=(1, 3))
+        shift = np.abs(cells - reference).max(axis=-1)  # (k, k)
+        n_off = int(np.count_nonzero(shift > MAX_MEAN_COLOUR_SHIFT))
+        if n_off >= MIN_SHIFTED_CELLS:
+            return (
+                f"{n_off} of its {k * k} cells differ in colour by up to {shift.max():.0f}/255 "
+                "from the slide's lower level"
+            )
     return None
 
 

@@ -80,25 +80,32 @@ def tissue_fraction_of_boxes(
     return (inside / area).astype(np.float32)
 
 
+#: Cells per tile side compared with the lower level (4 x 4 cells of a tile).
+REFERENCE_CELLS = 4
+
+
 def reference_colours(mask: TissueMask, grid: TileGrid) -> np.ndarray | None:
-    """Mean colour of each tile's area on the mask's image, when that comes from another
-    pyramid level than the tiles (an independent copy to check decoded tiles against)."""
+    """Mean colour of each tile's 4 x 4 cells on the mask's image, (n, 4, 4, 3), when that
+    image comes from another pyramid level than the tiles: an independent copy to check
+    decoded tiles against. None when both come from the same level."""
     if mask.level == grid.read_level:
         return None
     thumb = mask.thumbnail
     h, w = thumb.shape[:2]
     dx, dy = mask.downsample
-    c = grid.coords_px0
-    x0 = np.clip(np.floor(c[:, 0] / dx).astype(np.int64), 0, w - 1)
-    y0 = np.clip(np.floor(c[:, 1] / dy).astype(np.int64), 0, h - 1)
-    x1 = np.clip(np.ceil((c[:, 0] + grid.tile_size_px0) / dx).astype(np.int64), x0 + 1, w)
-    y1 = np.clip(np.ceil((c[:, 1] + grid.tile_size_px0) / dy).astype(np.int64), y0 + 1, h)
-    area = ((x1 - x0) * (y1 - y0))[:, None]
-    out = np.empty((len(c), 3), np.float32)
+    k = REFERENCE_CELLS
+    steps = np.arange(k + 1) / k * grid.tile_size_px0
+    c = grid.coords_px0.astype(np.float64)
+    xb = np.clip(np.rint((c[:, :1] + steps) / dx).astype(np.int64), 0, w)  # (n, k+1)
+    yb = np.clip(np.rint((c[:, 1:] + steps) / dy).astype(np.int64), 0, h)
+    x0, x1 = xb[:, None, :-1], np.maximum(xb[:, None, 1:], xb[:, None, :-1] + 1).clip(max=w)
+    y0, y1 = yb[:, :-1, None], np.maximum(yb[:, 1:, None], yb[:, :-1, None] + 1).clip(max=h)
+    x0, y0 = np.minimum(x0, x1 - 1), np.minimum(y0, y1 - 1)
+    area = (x1 - x0) * (y1 - y0)
+    out = np.empty((len(c), k, k, 3), np.float32)
     for ch in range(3):
         s = _integral(thumb[:, :, ch])
-        out[:, ch] = (s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]) / area[:, 0]
-    # tiles running past the slide's edge read white there; the thumbnail has no such area
+        out[..., ch] = (s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]) / area
     return out
 
 
