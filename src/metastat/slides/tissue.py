@@ -62,22 +62,19 @@ class TissueMask:
 
 
 def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a = rgb.astype(np.float32) / 255.0
-    mx, mn = a.max(axis=2), a.min(axis=2)
-    delta = mx - mn
-    sat = np.where(mx > 0, delta / np.maximum(mx, 1e-6), 0.0)
-    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    """Hue, saturation and value in 0-1 (float32), channel-wise (no reductions over axis 2)."""
+    r8, g8, b8 = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx8 = np.maximum(np.maximum(r8, g8), b8)
+    mn8 = np.minimum(np.minimum(r8, g8), b8)
+    mx = mx8.astype(np.float32)
+    delta = mx - mn8
+    sat = delta / np.maximum(mx, 1.0)
     d = np.maximum(delta, 1e-6)
-    hue = (
-        np.select(
-            [mx == r, mx == g],
-            [((g - b) / d) % 6.0, (b - r) / d + 2.0],
-            (r - g) / d + 4.0,
-        )
-        / 6.0
-    )
-    hue = np.where(delta > 0, hue, 0.0)
-    return hue, sat, mx
+    r, g, b = (c.astype(np.float32) for c in (r8, g8, b8))
+    hue = np.where(mx8 == r8, ((g - b) / d) % 6.0, np.where(mx8 == g8, (b - r) / d + 2.0,
+                                                             (r - g) / d + 4.0))  # fmt: skip
+    hue = np.where(delta > 0, hue * np.float32(1 / 6), np.float32(0))
+    return hue, sat, mx * np.float32(1 / 255)
 
 
 def _pen(hue: np.ndarray, sat: np.ndarray, val: np.ndarray) -> np.ndarray:
@@ -93,18 +90,29 @@ def pen_marks(rgb: np.ndarray) -> np.ndarray:
     return _pen(*_hsv(rgb))
 
 
+def _disk(radius: float) -> np.ndarray:
+    r = int(radius)
+    y, x = np.ogrid[-r : r + 1, -r : r + 1]
+    return x * x + y * y <= radius * radius
+
+
 def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Binary dilation by a disk (exact Euclidean distance; linear time in the image size)."""
+    """Binary dilation by a disk: a footprint for small radii, else exact distance maps."""
     if not mask.any():
         return mask.copy()
+    if radius < 5:
+        return ndimage.binary_dilation(mask, structure=_disk(radius))
     return ndimage.distance_transform_edt(~mask) <= radius
 
 
 def _close(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Binary closing by a disk of ``radius`` px (dilation, then erosion, via distance maps)."""
-    grown = _dilate(np.pad(mask, int(radius) + 1), radius)
-    closed = ndimage.distance_transform_edt(grown) > radius
+    """Binary closing by a disk of ``radius`` px (dilation, then erosion)."""
     r = int(radius) + 1
+    grown = _dilate(np.pad(mask, r), radius)
+    if radius < 5:
+        closed = ndimage.binary_erosion(grown, structure=_disk(radius))
+    else:
+        closed = ndimage.distance_transform_edt(grown) > radius
     return closed[r:-r, r:-r]
 
 
