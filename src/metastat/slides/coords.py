@@ -64,7 +64,7 @@ def qc_image(
 ) -> Path | object:
     """The QC image; drawn on the mask's own image when it is sharp enough (no second read)."""
     display = mask.thumbnail
-    if max(display.shape[:2]) < max_px // 2:
+    if max(display.shape[:2]) < max_px // 3:
         display = slide.thumbnail(max_px)
     return render_qc(mask, grid, title=title, display=display, max_px=max_px)
 

@@ -391,21 +391,9 @@ class SlideReader:
                 f"(smallest usable: {lw}x{lh} px): convert it to a pyramidal TIFF (e.g. with "
                 "vips tiffsave --pyramid --tile), or check that the file is not damaged"
             )
-        strip_h = max(1, min(lh, self.max_read_px // max(lw, 1) // 2))
-        out = Image.new("RGB", (out_w, out_h), (255, 255, 255))
-        y = 0
-        while y < lh:
-            hh = min(strip_h, lh - y)
-            y0_px0 = round(y * lds)
-            strip = self._read_tolerant((0, y0_px0), (lw, hh), level)
-            top = round(y * out_h / lh)
-            bottom = max(top + 1, round((y + hh) * out_h / lh))
-            out.paste(
-                Image.fromarray(strip).resize((out_w, bottom - top), Image.Resampling.BOX),
-                (0, top),
-            )
-            y += hh
-        return np.asarray(out)
+        factor = max(1, int(ds / lds))  # box-average what is read, then resize exactly
+        img = Image.fromarray(self.read_level_downsampled(level, factor))
+        return np.asarray(img.resize((out_w, out_h), Image.Resampling.BOX))
 
     def read_level_downsampled(self, level: int, factor: int = 1) -> np.ndarray:
         """All of ``level``, box-averaged by an integer ``factor``, read strip by strip.
