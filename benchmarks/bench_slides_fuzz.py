@@ -57,6 +57,9 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, help="where to put the damaged copies (default: temp)")
     ap.add_argument("--process", action="store_true", help="run 'slides process' instead")
     a = ap.parse_args()
+    import logging
+
+    logging.getLogger("tifffile").disabled = True  # this script's own reads of broken files
     from metastat.slides.damage import damaged_copies
 
     root = a.dir or Path(tempfile.mkdtemp(prefix="metastat-fuzz-"))
