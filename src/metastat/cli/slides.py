@@ -12,32 +12,73 @@ from metastat.errors import InputError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
+Source = Annotated[Path, typer.Argument(help="Folder of slides, manifest CSV/TSV, or a slide.")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder.")]
+Mpp = Annotated[
+    float | None,
+    typer.Option(help="µm/px for slides whose metadata has none (manifest 'mpp' wins)."),
+]
+TileSizePx = Annotated[int, typer.Option(help="Tile side in pixels.")]
+TargetMpp = Annotated[float, typer.Option(help="Tile resolution in µm/px.")]
+OverlapUm = Annotated[float, typer.Option(help="Overlap of neighbouring tiles in µm.")]
+MinTissue = Annotated[float, typer.Option(help="Keep tiles with this much tissue.")]
+MaskMpp = Annotated[float, typer.Option(help="Tissue-mask resolution in µm/px (at most).")]
+KeepLumens = Annotated[
+    bool, typer.Option(help="Keep holes (lumens, vessels) in the tissue mask unfilled.")
+]
+Workers = Annotated[int, typer.Option(help="Worker processes (0: in this process).")]
+Scheduler = Annotated[
+    str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786.")
+]
+Pseudonymise = Annotated[
+    bool, typer.Option(help="Name outputs by keyed hashes of slide ids (key in env).")
+]
+MaxUnreadable = Annotated[
+    float, typer.Option(help="Fail a slide if more of its tiles are unreadable or garbage.")
+]
+Qc = Annotated[bool, typer.Option(help="Write QC PNGs (mask outline + tile grid).")]
 SlideTimeout = Annotated[
     float | None,
     typer.Option(
         "--slide-timeout", min=1, help="Stop a slide after SECONDS and record it as failed."
     ),
 ]
-KeepLumens = Annotated[
-    bool, typer.Option(help="Keep holes (lumens, vessels) in the tissue mask unfilled.")
-]
 Strict = Annotated[bool, typer.Option(help="Exit with 1 if any slide failed or was degraded.")]
+Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
+
+def _geometry(
+    tile_size_px: int,
+    target_mpp: float,
+    overlap_um: float,
+    min_tissue_fraction: float,
+    mask_mpp: float,
+    keep_lumens: bool,
+) -> dict[str, object]:
+    """The tiling and tissue settings shared by ``tile`` and ``process``."""
+    from metastat.slides.tiling import TilingConfig
+    from metastat.slides.tissue import TissueConfig
+
+    tiling = TilingConfig(
+        tile_size_px=tile_size_px,
+        target_mpp=target_mpp,
+        overlap_um=overlap_um,
+        min_tissue_fraction=min_tissue_fraction,
+    )
+    return {"tiling": tiling, "tissue": TissueConfig(mask_mpp=mask_mpp, keep_lumens=keep_lumens)}
 
 
 @app.command()
 def process(
-    source: Annotated[Path, typer.Argument(help="Folder of slides, manifest CSV/TSV, or a slide.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    mpp: Annotated[
-        float | None,
-        typer.Option(help="µm/px for slides whose metadata has none (manifest 'mpp' wins)."),
-    ] = None,
-    tile_size_px: Annotated[int, typer.Option(help="Tile side in pixels.")] = 224,
-    target_mpp: Annotated[float, typer.Option(help="Tile resolution in µm/px.")] = 0.5,
-    overlap_um: Annotated[float, typer.Option(help="Overlap of neighbouring tiles in µm.")] = 0.0,
-    min_tissue_fraction: Annotated[
-        float, typer.Option(help="Keep tiles with this much tissue.")
-    ] = 0.5,
+    source: Source,
+    out: Out,
+    mpp: Mpp = None,
+    tile_size_px: TileSizePx = 224,
+    target_mpp: TargetMpp = 0.5,
+    overlap_um: OverlapUm = 0.0,
+    min_tissue_fraction: MinTissue = 0.5,
+    mask_mpp: MaskMpp = 8.0,
+    keep_lumens: KeepLumens = False,
     encoder: Annotated[str, typer.Option(help="Tile encoder (see 'metastat slides encoders').")] = (
         "efficientnet_lite0"
     ),
@@ -49,40 +90,27 @@ def process(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
     read_threads: Annotated[int, typer.Option(help="Tile-reading threads per slide.")] = 2,
-    workers: Annotated[int, typer.Option(help="Worker processes (0: in this process).")] = 1,
+    workers: Workers = 1,
     torch_threads: Annotated[
         int | None, typer.Option(help="Encoder threads per worker (fix it for bitwise reruns).")
     ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786.")
-    ] = None,
-    pseudonymise: Annotated[
-        bool, typer.Option(help="Name outputs by keyed hashes of slide ids (key in env).")
-    ] = False,
-    max_unreadable_fraction: Annotated[
-        float, typer.Option(help="Fail a slide if more of its tiles are unreadable.")
-    ] = 0.05,
-    qc: Annotated[bool, typer.Option(help="Write QC PNGs (mask outline + tile grid).")] = True,
+    scheduler: Scheduler = None,
+    pseudonymise: Pseudonymise = False,
+    max_unreadable_fraction: MaxUnreadable = 0.05,
+    qc: Qc = True,
     slide_timeout: SlideTimeout = None,
-    keep_lumens: KeepLumens = False,
     strict: Strict = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Tissue detection, tiling and tile embeddings for every slide; one .h5 per slide."""
     from metastat.slides.pipeline import ProcessConfig
-    from metastat.slides.tiling import TilingConfig
-    from metastat.slides.tissue import TissueConfig
 
     key = _pseudonym_key(pseudonymise)
     try:
         config = ProcessConfig(
-            tiling=TilingConfig(
-                tile_size_px=tile_size_px,
-                target_mpp=target_mpp,
-                overlap_um=overlap_um,
-                min_tissue_fraction=min_tissue_fraction,
+            **_geometry(
+                tile_size_px, target_mpp, overlap_um, min_tissue_fraction, mask_mpp, keep_lumens
             ),
-            tissue=TissueConfig(keep_lumens=keep_lumens),
             encoder=encoder,
             encoder_weights=str(encoder_weights) if encoder_weights else None,
             device=device,
@@ -152,53 +180,36 @@ def _run(
 
 @app.command()
 def tile(
-    source: Annotated[Path, typer.Argument(help="Folder of slides, manifest CSV/TSV, or a slide.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    mpp: Annotated[
-        float | None,
-        typer.Option(help="µm/px for slides whose metadata has none (manifest 'mpp' wins)."),
-    ] = None,
-    tile_size_px: Annotated[int, typer.Option(help="Tile side in pixels.")] = 224,
-    target_mpp: Annotated[float, typer.Option(help="Tile resolution in µm/px.")] = 0.5,
-    overlap_um: Annotated[float, typer.Option(help="Overlap of neighbouring tiles in µm.")] = 0.0,
-    min_tissue_fraction: Annotated[
-        float, typer.Option(help="Keep tiles with this much tissue.")
-    ] = 0.5,
-    mask_mpp: Annotated[float, typer.Option(help="Tissue-mask resolution in µm/px.")] = 8.0,
+    source: Source,
+    out: Out,
+    mpp: Mpp = None,
+    tile_size_px: TileSizePx = 224,
+    target_mpp: TargetMpp = 0.5,
+    overlap_um: OverlapUm = 0.0,
+    min_tissue_fraction: MinTissue = 0.5,
+    mask_mpp: MaskMpp = 8.0,
+    keep_lumens: KeepLumens = False,
     verify: Annotated[
         bool, typer.Option(help="Read every kept tile and check it (off: coordinates only).")
     ] = True,
-    workers: Annotated[int, typer.Option(help="Worker processes (0: in this process).")] = 1,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786.")
-    ] = None,
-    pseudonymise: Annotated[
-        bool, typer.Option(help="Name outputs by keyed hashes of slide ids (key in env).")
-    ] = False,
-    max_unreadable_fraction: Annotated[
-        float, typer.Option(help="Fail a slide if more of its tiles are unreadable or garbage.")
-    ] = 0.05,
-    qc: Annotated[bool, typer.Option(help="Write QC PNGs (mask outline + tile grid).")] = True,
+    workers: Workers = 1,
+    scheduler: Scheduler = None,
+    pseudonymise: Pseudonymise = False,
+    max_unreadable_fraction: MaxUnreadable = 0.05,
+    qc: Qc = True,
     slide_timeout: SlideTimeout = None,
-    keep_lumens: KeepLumens = False,
     strict: Strict = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Tile coordinates only (no encoder): CSV + tissue GeoJSON + QC PNG per slide."""
     from metastat.slides.coords import TileConfig
-    from metastat.slides.tiling import TilingConfig
-    from metastat.slides.tissue import TissueConfig
 
     key = _pseudonym_key(pseudonymise)
     try:
         config = TileConfig(
-            tiling=TilingConfig(
-                tile_size_px=tile_size_px,
-                target_mpp=target_mpp,
-                overlap_um=overlap_um,
-                min_tissue_fraction=min_tissue_fraction,
+            **_geometry(
+                tile_size_px, target_mpp, overlap_um, min_tissue_fraction, mask_mpp, keep_lumens
             ),
-            tissue=TissueConfig(mask_mpp=mask_mpp, keep_lumens=keep_lumens),
             verify=verify,
             max_unreadable_fraction=max_unreadable_fraction,
             qc=qc,

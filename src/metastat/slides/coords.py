@@ -12,8 +12,10 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from metastat.atomic import atomic_path, atomic_write
@@ -26,6 +28,9 @@ from metastat.slides.reader import SlideReader, open_slide
 from metastat.slides.results import SlideJob, SlideResult
 from metastat.slides.tiling import TileGrid, TilingConfig, plan_tiles, reference_colours
 from metastat.slides.tissue import TissueConfig, TissueMask, detect_tissue
+
+if TYPE_CHECKING:
+    from metastat.slides.pipeline import ProcessConfig
 
 CSV_COLUMNS = ("x_px0", "y_px0", "x_um", "y_um", "tissue_fraction")
 
@@ -55,13 +60,18 @@ def coords_path(out_dir: Path, slide_id: str) -> Path:
     return out_dir / "coords" / f"{slide_id}.csv"
 
 
+def qc_path(out_dir: Path, slide_id: str) -> Path:
+    """Where a slide's QC PNG goes."""
+    return out_dir / "qc" / f"{slide_id}.png"
+
+
 def _marker(out_dir: Path, slide_id: str) -> Path:
     return out_dir / "coords" / f"{slide_id}.json"
 
 
 def qc_image(
     slide: SlideReader, mask: TissueMask, grid: TileGrid, title: str, max_px: int
-) -> Path | object:
+) -> Image.Image:
     """The QC image; drawn on the mask's own image when it is sharp enough (no second read)."""
     display = mask.thumbnail
     if max(display.shape[:2]) < max_px // 3:
@@ -69,10 +79,38 @@ def qc_image(
     return render_qc(mask, grid, title=title, display=display, max_px=max_px)
 
 
-def plan_slide(slide: SlideReader, job: SlideJob, tissue: TissueConfig, tiling: TilingConfig):
-    """Tissue mask and tile grid of an open slide (shared by ``tile`` and ``process``)."""
-    mask = detect_tissue(slide, tissue)
-    return mask, plan_tiles(slide, mask, tiling)
+def plan_slide(
+    slide: SlideReader,
+    job: SlideJob,
+    out_dir: Path,
+    config: TileConfig | ProcessConfig,
+    result: SlideResult,
+    log: DecodeLog,
+) -> tuple[TissueMask, TileGrid]:
+    """Tissue mask, tile grid and QC PNG of an open slide (shared by ``tile`` and ``process``);
+    unreadable blocks of the mask's level are counted in ``log``."""
+    mask = detect_tissue(slide, config.tissue)
+    grid = plan_tiles(slide, mask, config.tiling)
+    if mask.unreadable_blocks:
+        what = f"{mask.unreadable_blocks} blocks of level {mask.level} unreadable"
+        log.add("unreadable_thumbnail_blocks", what, mask.unreadable_blocks)
+    if config.qc:
+        img = qc_image(slide, mask, grid, job.slide_id, config.qc_max_px)
+        result.qc_file = str(save_png_atomic(img, qc_path(out_dir, job.slide_id)))
+    return mask, grid
+
+
+def record_problems(
+    result: SlideResult, log: DecodeLog, n_tiles: int, max_bad_fraction: float
+) -> None:
+    """Counts and message of ``log`` into ``result``: degraded if anything was off (raises
+    :class:`~metastat.slides.errors.SlideReadError` past ``max_bad_fraction``)."""
+    result.message = judge(
+        log, slide_id=result.slide_id, n_tiles=n_tiles, max_bad_fraction=max_bad_fraction
+    )
+    result.counts = {k: int(v) for k, v in log.counts.items() if v}
+    if result.message:
+        result.status = "degraded"
 
 
 def no_tissue(job: SlideJob, mask: TissueMask, tiling: TilingConfig) -> NoTissueError:
@@ -122,16 +160,7 @@ def tile_slide(job: SlideJob, out_dir: Path, config: TileConfig, result: SlideRe
         capture_decoder_reports(log),
         open_slide(job.path, mpp_override=job.mpp_override, mpp_fallback=job.mpp_fallback) as s,
     ):
-        mask, grid = plan_slide(s, job, config.tissue, config.tiling)
-        if mask.unreadable_blocks:
-            log.add(
-                "unreadable_thumbnail_blocks",
-                f"{mask.unreadable_blocks} blocks of level {mask.level} unreadable",
-                mask.unreadable_blocks,
-            )
-        if config.qc:
-            img = qc_image(s, mask, grid, job.slide_id, config.qc_max_px)
-            result.qc_file = str(save_png_atomic(img, out_dir / "qc" / f"{job.slide_id}.png"))
+        mask, grid = plan_slide(s, job, out_dir, config, result, log)
         gj = tissue_geojson(
             mask, slide_id=job.slide_id, mpp=float(s.mpp), size_px0=s.dimensions_px0
         )
@@ -143,15 +172,7 @@ def tile_slide(job: SlideJob, out_dir: Path, config: TileConfig, result: SlideRe
         if config.verify:
             refs = reference_colours(mask, grid)
             keep = verify_grid(s, grid, log=log, references=refs, threads=config.read_threads)
-    result.message = judge(
-        log,
-        slide_id=job.slide_id,
-        n_tiles=len(grid),
-        max_bad_fraction=config.max_unreadable_fraction,
-    )
-    result.counts = {k: int(v) for k, v in log.counts.items() if v}
-    if result.message:
-        result.status = "degraded"
+    record_problems(result, log, len(grid), config.max_unreadable_fraction)
     result.coords_file = str(write_coords_csv(coords_path(out_dir, job.slide_id), grid, keep))
     result.n_tiles = int(keep.sum())
     result.seconds = round(time.perf_counter() - t0, 3)

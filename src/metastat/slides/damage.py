@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metastat.slides.synthetic import plant_garbage_tile, write_synthetic_slide
+from metastat.slides.synthetic import plant_garbage_tile, tile_location, write_synthetic_slide
 
 
 def _flip(blob: bytes, offset: int, n: int = 1, bit: int = 4) -> bytes:
@@ -21,14 +21,6 @@ def _flip(blob: bytes, offset: int, n: int = 1, bit: int = 4) -> bytes:
     for i in range(offset, min(offset + n, len(b))):
         b[i] ^= 1 << bit
     return bytes(b)
-
-
-def _tile_offset(path: Path, level: int, index: int) -> tuple[int, int]:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[level]
-        return int(page.dataoffsets[index]), int(page.databytecounts[index])
 
 
 def _inner_tissue_tile(size_px: int, tile_px: int = 256) -> int:
@@ -88,7 +80,7 @@ def damaged_copies(real_svs: Path, out_dir: Path, *, seed: int = 0) -> dict[str,
         plant_garbage_tile(p, idx, level=1, kind=kind)
         made[p.name] = f"one level-1 tissue tile decodes silently to {kind}"
     blob = pyr.read_bytes()
-    off, count = _tile_offset(pyr, 1, idx)
+    off, count, _ = tile_location(pyr, idx, level=1)
     put("synthetic-flip-64B.tiff", _flip(blob, off + count // 3, 64),
         "64 bytes bit-flipped inside a level-1 tissue tile")  # fmt: skip
     put("synthetic-flip-1bit.tiff", _flip(blob, off + count // 2, 1, 6),

@@ -17,18 +17,17 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from metastat import __version__
-from metastat.slides.coords import no_tissue, plan_slide, qc_image
+from metastat.slides.coords import no_tissue, plan_slide, qc_path, record_problems
 from metastat.slides.encoders import TileEncoder, create_encoder
 from metastat.slides.extract import embed_grid
-from metastat.slides.integrity import DecodeLog, capture_decoder_reports, judge
-from metastat.slides.qc import save_png_atomic
+from metastat.slides.integrity import DecodeLog, capture_decoder_reports
 from metastat.slides.reader import SlideReader, open_slide
 from metastat.slides.results import SlideJob, SlideResult, Status
 from metastat.slides.store import is_complete, read_marker, write_features
 from metastat.slides.tiling import TilingConfig, reference_colours
 from metastat.slides.tissue import TissueConfig
 
-__all__ = ["ProcessConfig", "SlideJob", "SlideResult", "Status", "process_slide"]
+__all__ = ["ProcessConfig", "SlideJob", "SlideResult", "Status", "process_slide", "qc_path"]
 
 
 class ProcessConfig(BaseModel):
@@ -69,11 +68,6 @@ class ProcessConfig(BaseModel):
 def feature_path(out_dir: Path, slide_id: str) -> Path:
     """Where a slide's feature file goes."""
     return out_dir / "features" / f"{slide_id}.h5"
-
-
-def qc_path(out_dir: Path, slide_id: str) -> Path:
-    """Where a slide's QC PNG goes."""
-    return out_dir / "qc" / f"{slide_id}.png"
 
 
 _ENCODERS: dict[tuple[str, str | None, str | None, int | None], TileEncoder] = {}
@@ -137,16 +131,7 @@ def _embed(
     slide: SlideReader,
     log: DecodeLog,
 ) -> None:
-    mask, grid = plan_slide(slide, job, config.tissue, config.tiling)
-    if mask.unreadable_blocks:
-        log.add(
-            "unreadable_thumbnail_blocks",
-            f"{mask.unreadable_blocks} blocks of level {mask.level} unreadable",
-            mask.unreadable_blocks,
-        )
-    if config.qc:
-        img = qc_image(slide, mask, grid, job.slide_id, config.qc_max_px)
-        result.qc_file = str(save_png_atomic(img, qc_path(out_dir, job.slide_id)))
+    mask, grid = plan_slide(slide, job, out_dir, config, result, log)
     if len(grid) == 0:
         raise no_tissue(job, mask, config.tiling)
     encoder = cached_encoder(config)
@@ -160,15 +145,7 @@ def _embed(
         references=reference_colours(mask, grid),
         log=log,
     )
-    result.message = judge(
-        log,
-        slide_id=job.slide_id,
-        n_tiles=len(grid),
-        max_bad_fraction=config.max_unreadable_fraction,
-    )
-    result.counts = {k: int(v) for k, v in log.counts.items() if v}
-    if result.message:
-        result.status = "degraded"
+    record_problems(result, log, len(grid), config.max_unreadable_fraction)
     meta = slide.safe_metadata()
     path = write_features(
         feature_path(out_dir, job.slide_id),

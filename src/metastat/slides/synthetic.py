@@ -201,14 +201,21 @@ def write_synthetic_slide(
     return out
 
 
-def corrupt_tile(path: str | os.PathLike[str], tile_index: int, *, level: int = 0) -> None:
-    """Overwrite the compressed bytes of one tile with garbage (to test mid-slide read errors)."""
+def tile_location(
+    path: str | os.PathLike[str], tile_index: int, level: int = 0
+) -> tuple[int, int, bytes | None]:
+    """(byte offset, byte count, JPEG tables) of one stored tile of a TIFF page."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[level]
-        offset = int(page.dataoffsets[tile_index])
-        count = int(page.databytecounts[tile_index])
+        tables = page.jpegtables
+        return int(page.dataoffsets[tile_index]), int(page.databytecounts[tile_index]), tables
+
+
+def corrupt_tile(path: str | os.PathLike[str], tile_index: int, *, level: int = 0) -> None:
+    """Overwrite the compressed bytes of one tile with garbage (to test mid-slide read errors)."""
+    offset, count, _ = tile_location(path, tile_index, level)
     with open(path, "r+b") as fh:
         fh.seek(offset)
         fh.write(bytes(np.random.default_rng(tile_index).integers(0, 256, count, dtype=np.uint8)))
@@ -229,16 +236,11 @@ def plant_garbage_tile(
     reads it silently, as it would read a bit-flipped tile.
     """
     import imagecodecs
-    import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[level]
-        offset = int(page.dataoffsets[tile_index])
-        count = int(page.databytecounts[tile_index])
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            original = fh.read(count)
-        tile = imagecodecs.jpeg8_decode(original, tables=page.jpegtables)
+    offset, count, tables = tile_location(path, tile_index, level)
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        tile = imagecodecs.jpeg8_decode(fh.read(count), tables=tables)
     h = tile.shape[0]
     img = np.array(tile[:, :, :3], np.int16)
     if kind == "stripes":
@@ -248,16 +250,14 @@ def plant_garbage_tile(
         img[h // 3 :] = (128, 96, 140)
     else:
         img += np.array([-60, 50, -60], np.int16)
-    data = imagecodecs.jpeg8_encode(
-        np.clip(img, 0, 255).astype(np.uint8), level=95, colorspace="RGB",
-        outcolorspace="YCBCR", subsampling=(2, 2),
-    )  # fmt: skip
-    if len(data) > count:
+    pixels = np.clip(img, 0, 255).astype(np.uint8)
+    for quality in (95, 40):  # the garbage must fit in the tile's bytes
         data = imagecodecs.jpeg8_encode(
-            np.clip(img, 0, 255).astype(np.uint8), level=40, colorspace="RGB",
-            outcolorspace="YCBCR", subsampling=(2, 2),
-        )  # fmt: skip
-    if len(data) > count:
+            pixels, level=quality, colorspace="RGB", outcolorspace="YCBCR", subsampling=(2, 2)
+        )
+        if len(data) <= count:
+            break
+    else:
         raise ValueError(f"tile {tile_index} is too small ({count} bytes) to hold the garbage")
     with open(path, "r+b") as fh:
         fh.seek(offset)
