@@ -56,7 +56,7 @@ def test_process_real_slide_folder(tmp_path: Path) -> None:
             "--no-progress",
         ],
     )
-    assert "skipped (already finished) 1" in again.output
+    assert "resumed (already finished) 1" in again.output
 
 
 def test_info_and_encoders() -> None:

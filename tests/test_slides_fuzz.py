@@ -85,3 +85,33 @@ def test_bit_flipped_real_svs_header_region(positions: list[float], bit: int) ->
 def test_truncated_real_svs(frac: float) -> None:
     blob = _real_bytes()
     _exercise(blob[: int(len(blob) * frac)], ".svs")
+
+
+def test_damaged_cohort_is_failed_or_degraded_never_done(tmp_path: Path) -> None:
+    """The small version of benchmarks/bench_slides_fuzz.py: a cohort of damaged files."""
+    from metastat.slides.coords import TileConfig
+    from metastat.slides.damage import damaged_copies
+    from metastat.slides.runner import discover_slides, run_cohort
+
+    made = damaged_copies(CMU, tmp_path / "in")
+    names = ["zero-length.svs", "truncated-50.svs", "png-renamed.svs", "text-renamed.tiff",
+             "hdf5-renamed.svs", "garbage-stripes.tiff", "garbage-flat.tiff",
+             "garbage-shift.tiff", "synthetic-flip-64B.tiff", "synthetic-truncated-60.tiff",
+             "no-mpp.tiff", "coarse-2um.tiff", "intact-synthetic.tiff"]  # fmt: skip
+    assert set(names) <= set(made) and len(made) >= 22
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path\n" + "\n".join(str(tmp_path / "in" / n) for n in names) + "\n")
+    s = run_cohort(discover_slides(manifest), tmp_path / "out", TileConfig(qc=False),
+                   workers=0, progress=False, slide_timeout=60)  # fmt: skip
+    by_id = {r["slide_id"]: r for r in s.slides}
+    assert by_id.pop("intact-synthetic")["status"] == "done"
+    for sid, r in by_id.items():
+        assert r["status"] in ("failed", "degraded"), (sid, r)
+        assert r["message"] and sid in r["message"], (sid, r["message"])
+        assert "Traceback" not in r["message"] and "unexpected" not in r["message"]
+        assert r["seconds"] < 60
+    expected = {"no-mpp": "MissingMppError", "coarse-2um": "ResolutionError",
+                "zero-length": "SlideOpenError", "png-renamed": "SlideOpenError"}  # fmt: skip
+    for sid, err in expected.items():
+        assert by_id[sid]["error_type"] == err
+    assert by_id["garbage-stripes"]["counts"].get("implausible_tiles", 0) >= 1

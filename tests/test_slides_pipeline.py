@@ -86,7 +86,8 @@ def test_rerun_skips_finished_and_redoes_changed_settings(
     job = SlideJob(slides / "s1.tiff", "s1")
     first = process_slide(job, tmp_path, config)
     again = process_slide(job, tmp_path, config)
-    assert (first.status, again.status) == ("done", "skipped")
+    assert (first.status, again.status) == ("done", "done")
+    assert (first.resumed, again.resumed) == (False, True)
     assert again.n_tiles == first.n_tiles
     changed = config.model_copy(update={"tiling": TilingConfig(tile_size_px=64, target_mpp=2.0)})
     assert process_slide(job, tmp_path, changed).status == "done"
@@ -117,7 +118,8 @@ def test_cohort_records_bad_slides_and_goes_on(
     assert (out / "qc" / "s0.png").is_file() and (out / "qc" / "blank.png").is_file()
     # the µm/px fallback rescues the slide without metadata
     again = run_cohort(discover_slides(d, mpp_fallback=0.5), out, config, workers=0, progress=False)
-    assert (again.done, again.skipped) == (1, 2)
+    assert (again.done, again.resumed, again.failed) == (3, 2, 2)  # failed ones are retried
+    assert sum(s["resumed"] for s in again.slides) == 2
 
 
 def test_corrupt_tile_is_skipped_or_fails_the_slide(config: ProcessConfig, tmp_path: Path) -> None:
@@ -132,14 +134,19 @@ def test_corrupt_tile_is_skipped_or_fails_the_slide(config: ProcessConfig, tmp_p
     corrupt_tile(p, level=1, tile_index=(y // 2 // 256) * 4 + (x // 2 // 256))
     tolerant = config.model_copy(update={"max_unreadable_fraction": 0.5})
     r = process_slide(SlideJob(p, "c"), tmp_path / "a", tolerant)
-    assert r.status == "done" and 1 <= r.n_unreadable <= 16, r
+    # finished, but never plain "done": the damage is counted and named
+    assert r.status == "degraded" and 1 <= r.n_unreadable <= 16, r
+    assert r.counts["unreadable_tiles"] == r.n_unreadable and "damaged" in r.message
     bag = load_bag(r.feature_file)
     assert [x, y] not in bag.coords_px0.tolist()
     assert bag.n_tiles == len(grid) - r.n_unreadable
     strict = config.model_copy(update={"max_unreadable_fraction": 0.0})
     r2 = process_slide(SlideJob(p, "c"), tmp_path / "b", strict)
     assert r2.status == "failed" and r2.error_type == "SlideReadError"
-    assert "could not be read" in r2.error
+    assert "could not be read" in r2.error and r2.message == r2.error
+    # a re-run resumes the degraded slide as degraded, not as done
+    again = process_slide(SlideJob(p, "c"), tmp_path / "a", tolerant)
+    assert (again.status, again.resumed, again.counts) == ("degraded", True, r.counts)
     assert list((tmp_path / "b").rglob("*.h5*")) == []
 
 

@@ -12,21 +12,73 @@ from metastat.errors import InputError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
+Source = Annotated[Path, typer.Argument(help="Folder of slides, manifest CSV/TSV, or a slide.")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder.")]
+Mpp = Annotated[
+    float | None,
+    typer.Option(help="µm/px for slides whose metadata has none (manifest 'mpp' wins)."),
+]
+TileSizePx = Annotated[int, typer.Option(help="Tile side in pixels.")]
+TargetMpp = Annotated[float, typer.Option(help="Tile resolution in µm/px.")]
+OverlapUm = Annotated[float, typer.Option(help="Overlap of neighbouring tiles in µm.")]
+MinTissue = Annotated[float, typer.Option(help="Keep tiles with this much tissue.")]
+MaskMpp = Annotated[float, typer.Option(help="Tissue-mask resolution in µm/px (at most).")]
+KeepLumens = Annotated[
+    bool, typer.Option(help="Keep holes (lumens, vessels) in the tissue mask unfilled.")
+]
+Workers = Annotated[int, typer.Option(help="Worker processes (0: in this process).")]
+Scheduler = Annotated[
+    str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786.")
+]
+Pseudonymise = Annotated[
+    bool, typer.Option(help="Name outputs by keyed hashes of slide ids (key in env).")
+]
+MaxUnreadable = Annotated[
+    float, typer.Option(help="Fail a slide if more of its tiles are unreadable or garbage.")
+]
+Qc = Annotated[bool, typer.Option(help="Write QC PNGs (mask outline + tile grid).")]
+SlideTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--slide-timeout", min=1, help="Stop a slide after SECONDS and record it as failed."
+    ),
+]
+Strict = Annotated[bool, typer.Option(help="Exit with 1 if any slide failed or was degraded.")]
+Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
+
+def _geometry(
+    tile_size_px: int,
+    target_mpp: float,
+    overlap_um: float,
+    min_tissue_fraction: float,
+    mask_mpp: float,
+    keep_lumens: bool,
+) -> dict[str, object]:
+    """The tiling and tissue settings shared by ``tile`` and ``process``."""
+    from metastat.slides.tiling import TilingConfig
+    from metastat.slides.tissue import TissueConfig
+
+    tiling = TilingConfig(
+        tile_size_px=tile_size_px,
+        target_mpp=target_mpp,
+        overlap_um=overlap_um,
+        min_tissue_fraction=min_tissue_fraction,
+    )
+    return {"tiling": tiling, "tissue": TissueConfig(mask_mpp=mask_mpp, keep_lumens=keep_lumens)}
+
 
 @app.command()
 def process(
-    source: Annotated[Path, typer.Argument(help="Folder of slides, manifest CSV/TSV, or a slide.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    mpp: Annotated[
-        float | None,
-        typer.Option(help="µm/px for slides whose metadata has none (manifest 'mpp' wins)."),
-    ] = None,
-    tile_size_px: Annotated[int, typer.Option(help="Tile side in pixels.")] = 224,
-    target_mpp: Annotated[float, typer.Option(help="Tile resolution in µm/px.")] = 0.5,
-    overlap_um: Annotated[float, typer.Option(help="Overlap of neighbouring tiles in µm.")] = 0.0,
-    min_tissue_fraction: Annotated[
-        float, typer.Option(help="Keep tiles with this much tissue.")
-    ] = 0.5,
+    source: Source,
+    out: Out,
+    mpp: Mpp = None,
+    tile_size_px: TileSizePx = 224,
+    target_mpp: TargetMpp = 0.5,
+    overlap_um: OverlapUm = 0.0,
+    min_tissue_fraction: MinTissue = 0.5,
+    mask_mpp: MaskMpp = 8.0,
+    keep_lumens: KeepLumens = False,
     encoder: Annotated[str, typer.Option(help="Tile encoder (see 'metastat slides encoders').")] = (
         "efficientnet_lite0"
     ),
@@ -38,44 +90,26 @@ def process(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
     read_threads: Annotated[int, typer.Option(help="Tile-reading threads per slide.")] = 2,
-    workers: Annotated[int, typer.Option(help="Worker processes (0: in this process).")] = 1,
+    workers: Workers = 1,
     torch_threads: Annotated[
         int | None, typer.Option(help="Encoder threads per worker (fix it for bitwise reruns).")
     ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786.")
-    ] = None,
-    pseudonymise: Annotated[
-        bool, typer.Option(help="Name outputs by keyed hashes of slide ids (key in env).")
-    ] = False,
-    max_unreadable_fraction: Annotated[
-        float, typer.Option(help="Fail a slide if more of its tiles are unreadable.")
-    ] = 0.05,
-    qc: Annotated[bool, typer.Option(help="Write QC PNGs (mask outline + tile grid).")] = True,
-    strict: Annotated[bool, typer.Option(help="Exit with 1 if any slide failed.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    scheduler: Scheduler = None,
+    pseudonymise: Pseudonymise = False,
+    max_unreadable_fraction: MaxUnreadable = 0.05,
+    qc: Qc = True,
+    slide_timeout: SlideTimeout = None,
+    strict: Strict = False,
+    progress: Progress = True,
 ) -> None:
     """Tissue detection, tiling and tile embeddings for every slide; one .h5 per slide."""
     from metastat.slides.pipeline import ProcessConfig
-    from metastat.slides.runner import PSEUDONYM_ENV, discover_slides, run_cohort
-    from metastat.slides.tiling import TilingConfig
 
-    key = None
-    if pseudonymise:
-        key = os.environ.get(PSEUDONYM_ENV)
-        if not key:
-            raise InputError(
-                f"--pseudonymise needs a secret key in the environment variable {PSEUDONYM_ENV}: "
-                f"export {PSEUDONYM_ENV}=... (keep it to re-identify slides later), or drop "
-                "--pseudonymise"
-            )
+    key = _pseudonym_key(pseudonymise)
     try:
         config = ProcessConfig(
-            tiling=TilingConfig(
-                tile_size_px=tile_size_px,
-                target_mpp=target_mpp,
-                overlap_um=overlap_um,
-                min_tissue_fraction=min_tissue_fraction,
+            **_geometry(
+                tile_size_px, target_mpp, overlap_um, min_tissue_fraction, mask_mpp, keep_lumens
             ),
             encoder=encoder,
             encoder_weights=str(encoder_weights) if encoder_weights else None,
@@ -91,21 +125,102 @@ def process(
     from metastat.slides.encoders import get_encoder_spec
 
     get_encoder_spec(encoder)  # fail fast on a misspelled encoder name
-    jobs = discover_slides(source, mpp_fallback=mpp, pseudonym_key=key)
-    summary = run_cohort(jobs, out, config, workers=workers, scheduler=scheduler, progress=progress)
-    typer.echo(
-        f"slides: {summary.n_slides} | done {summary.done} | skipped (already finished) "
-        f"{summary.skipped} | failed {summary.failed} | tiles {summary.tiles} | "
-        f"{summary.seconds:.1f} s ({summary.tiles_per_s:.1f} tiles/s)"
-    )
-    for s in summary.slides:
-        if s["status"] == "failed":
-            typer.echo(f"  failed {s['slide_id']}: {s['error']}", err=True)
+    _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress)
     typer.echo(
         f"features: {out / 'features'}  QC: {out / 'qc'}  summary: {out / 'run_summary.json'}"
     )
-    if strict and summary.failed:
+
+
+def _pseudonym_key(pseudonymise: bool) -> str | None:
+    from metastat.slides.runner import PSEUDONYM_ENV
+
+    if not pseudonymise:
+        return None
+    key = os.environ.get(PSEUDONYM_ENV)
+    if not key:
+        raise InputError(
+            f"--pseudonymise needs a secret key in the environment variable {PSEUDONYM_ENV}: "
+            f"export {PSEUDONYM_ENV}=... (keep it to re-identify slides later), or drop "
+            "--pseudonymise"
+        )
+    return key
+
+
+def _run(
+    source: Path,
+    out: Path,
+    config: object,
+    mpp: float | None,
+    key: str | None,
+    workers: int,
+    scheduler: str | None,
+    slide_timeout: float | None,
+    strict: bool,
+    progress: bool,
+) -> None:
+    """Discover slides, run the cohort, print the one-line summary and each bad slide."""
+    from metastat.slides.runner import discover_slides, run_cohort
+
+    jobs = discover_slides(source, mpp_fallback=mpp, pseudonym_key=key)
+    s = run_cohort(
+        jobs, out, config, workers=workers, scheduler=scheduler, progress=progress,
+        slide_timeout=slide_timeout,
+    )  # fmt: skip
+    typer.echo(
+        f"slides: {s.n_slides} | done {s.done} | degraded {s.degraded} | failed {s.failed} | "
+        f"resumed (already finished) {s.resumed} | tiles {s.tiles} | {s.seconds:.1f} s "
+        f"({s.tiles_per_s:.1f} tiles/s)"
+    )
+    for r in s.slides:
+        if r["status"] != "done":
+            typer.echo(f"  {r['status']} {r['slide_id']}: {r['message']}", err=True)
+    if strict and (s.failed or s.degraded):
         raise typer.Exit(1)
+
+
+@app.command()
+def tile(
+    source: Source,
+    out: Out,
+    mpp: Mpp = None,
+    tile_size_px: TileSizePx = 224,
+    target_mpp: TargetMpp = 0.5,
+    overlap_um: OverlapUm = 0.0,
+    min_tissue_fraction: MinTissue = 0.5,
+    mask_mpp: MaskMpp = 8.0,
+    keep_lumens: KeepLumens = False,
+    verify: Annotated[
+        bool, typer.Option(help="Read every kept tile and check it (off: coordinates only).")
+    ] = True,
+    workers: Workers = 1,
+    scheduler: Scheduler = None,
+    pseudonymise: Pseudonymise = False,
+    max_unreadable_fraction: MaxUnreadable = 0.05,
+    qc: Qc = True,
+    slide_timeout: SlideTimeout = None,
+    strict: Strict = False,
+    progress: Progress = True,
+) -> None:
+    """Tile coordinates only (no encoder): CSV + tissue GeoJSON + QC PNG per slide."""
+    from metastat.slides.coords import TileConfig
+
+    key = _pseudonym_key(pseudonymise)
+    try:
+        config = TileConfig(
+            **_geometry(
+                tile_size_px, target_mpp, overlap_um, min_tissue_fraction, mask_mpp, keep_lumens
+            ),
+            verify=verify,
+            max_unreadable_fraction=max_unreadable_fraction,
+            qc=qc,
+        )
+    except ValueError as exc:
+        raise InputError(f"invalid option: {exc}") from exc
+    _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress)
+    typer.echo(
+        f"coordinates: {out / 'coords'}  tissue: {out / 'tissue'}  QC: {out / 'qc'}  "
+        f"summary: {out / 'run_summary.json'}"
+    )
 
 
 @app.command()
@@ -147,9 +262,15 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Write a synthetic pyramidal tiled TIFF with tissue-like regions (tests, benchmarks)."""
+    import time
+
+    from metastat.progress import status
     from metastat.slides.synthetic import write_synthetic_slide
 
+    t0 = time.perf_counter()
+    status(f"writing a {width_px}x{height_px} px synthetic slide at {mpp} µm/px ({levels} levels)")
     p = write_synthetic_slide(
-        out, size_px0=(width_px, height_px), mpp=mpp, levels=levels, seed=seed
+        out, size_px0=(width_px, height_px), mpp=mpp, levels=levels, seed=seed, show_progress=True
     )
-    typer.echo(f"wrote {p}")
+    size_mb = p.stat().st_size / 2**20
+    typer.echo(f"wrote {p} ({size_mb:.0f} MiB in {time.perf_counter() - t0:.1f} s)")

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from metastat.errors import InputError
-from metastat.slides.pipeline import ProcessConfig, SlideJob, SlideResult, process_slide
+from metastat.slides.execute import run_slide
+from metastat.slides.results import SlideJob, SlideResult, failed
 
 
 def _client(scheduler: Any) -> tuple[Any, bool]:
@@ -32,10 +33,11 @@ def _client(scheduler: Any) -> tuple[Any, bool]:
 def run_dask(
     jobs: list[SlideJob],
     out_dir: Path,
-    config: ProcessConfig,
+    config: Any,
     *,
     scheduler: Any,
     on_result: Callable[[SlideResult], None],
+    timeout: float | None = None,
 ) -> None:
     """Submit one task per slide; a lost worker fails that slide only.
 
@@ -47,10 +49,11 @@ def run_dask(
     try:
         futures = {
             client.submit(
-                process_slide,
+                run_slide,
                 job,
                 out_dir,
                 config,
+                timeout=timeout,
                 pure=False,
                 key=f"metastat-slide-{job.slide_id}",
                 retries=0,
@@ -62,14 +65,7 @@ def run_dask(
             try:
                 on_result(fut.result())
             except Exception as exc:  # KilledWorker, cancelled, scheduler lost ...
-                on_result(
-                    SlideResult(
-                        job.slide_id,
-                        "failed",
-                        error_type=type(exc).__name__,
-                        error=f"Dask task failed: {exc}",
-                    )
-                )
+                on_result(failed(job, type(exc).__name__, f"Dask task failed: {exc}"))
             finally:
                 fut.release()
     finally:

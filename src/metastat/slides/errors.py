@@ -33,5 +33,13 @@ class ReadTooLargeError(SlideError, InputError):
     """A single region read would exceed the configured pixel budget."""
 
 
+class SlideTimeoutError(SlideError):
+    """A slide took longer than the per-slide time limit (``--slide-timeout``)."""
+
+
+class SlideLockedError(SlideError):
+    """Another run is computing this slide right now (its per-slide lock is held)."""
+
+
 class FeatureStoreError(SlideError):
     """A feature file is incomplete, corrupt or in an unknown layout."""

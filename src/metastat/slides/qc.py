@@ -42,7 +42,8 @@ def render_qc(
     base = Image.fromarray(display if display is not None else mask.thumbnail)
     scale = min(max_px / max(base.size), 4.0)
     size = (max(1, round(base.width * scale)), max(1, round(base.height * scale)))
-    img = base.resize(size, Image.Resampling.LANCZOS)
+    up = size[0] > base.width  # enlarging a coarse mask image: bilinear is enough
+    img = base.resize(size, Image.Resampling.BILINEAR if up else Image.Resampling.LANCZOS)
     edge = find_boundaries(mask.mask, mode="inner")
     edge_img = Image.fromarray(edge.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
     edge_arr = np.asarray(edge_img) > 0
@@ -79,5 +80,5 @@ def render_qc(
 def save_png_atomic(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Save a PNG atomically (temp file in the same folder, fsync, rename)."""
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", optimize=False)
+        image.save(tmp, format="PNG", optimize=False, compress_level=1)
     return Path(path)

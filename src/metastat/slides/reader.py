@@ -391,21 +391,61 @@ class SlideReader:
                 f"(smallest usable: {lw}x{lh} px): convert it to a pyramidal TIFF (e.g. with "
                 "vips tiffsave --pyramid --tile), or check that the file is not damaged"
             )
-        strip_h = max(1, min(lh, self.max_read_px // max(lw, 1) // 2))
-        out = Image.new("RGB", (out_w, out_h), (255, 255, 255))
-        y = 0
-        while y < lh:
-            hh = min(strip_h, lh - y)
-            y0_px0 = round(y * lds)
-            strip = self._read_tolerant((0, y0_px0), (lw, hh), level)
-            top = round(y * out_h / lh)
-            bottom = max(top + 1, round((y + hh) * out_h / lh))
-            out.paste(
-                Image.fromarray(strip).resize((out_w, bottom - top), Image.Resampling.BOX),
-                (0, top),
+        factor = max(1, int(ds / lds))  # box-average what is read, then resize exactly
+        img = Image.fromarray(self.read_level_downsampled(level, factor))
+        return np.asarray(img.resize((out_w, out_h), Image.Resampling.BOX))
+
+    def read_level_downsampled(self, level: int, factor: int = 1) -> np.ndarray:
+        """All of ``level``, box-averaged by an integer ``factor``, read strip by strip.
+
+        Memory stays bounded by one strip plus the output (never a full level 0). The output is
+        ``ceil(width / factor)`` x ``ceil(height / factor)``. JPEG-tiled TIFF levels are decoded
+        at 1/2-1/8 scale by libjpeg (checked on one tile against a normal read) when the factor
+        allows. Unreadable blocks come back white and are counted.
+        """
+        f = max(1, int(factor))
+        lw, lh = self.level_dimensions[level]
+        scaled = self._read_dct_scaled(level, f)
+        if scaled is not None:
+            return scaled
+        ow, oh = -(-lw // f), -(-lh // f)
+        if ow * oh * 3 > 4 * self.max_read_px:
+            raise ReadTooLargeError(
+                f"a {ow}x{oh} px image of level {level} of '{self.path.name}' is too large: "
+                "use a coarser mask resolution, or convert the slide to a pyramidal TIFF"
             )
-            y += hh
-        return np.asarray(out)
+        lds = self.level_downsamples[level]
+        rows = max(1, self.max_read_px // max(lw, 1) // 2 // f)  # output rows per strip
+        out = np.empty((oh, ow, 3), np.uint8)
+        for oy in range(0, oh, rows):
+            n = min(rows, oh - oy)
+            y, hh = oy * f, min(n * f, lh - oy * f)
+            strip = self._read_tolerant((0, round(y * lds)), (lw, hh), level)
+            if f > 1:  # box average (the last partial box averages what is there)
+                strip = np.asarray(Image.fromarray(strip).reduce(f))
+            out[oy : oy + n] = strip[:n, :ow]
+        return out
+
+    def _read_dct_scaled(self, level: int, factor: int) -> np.ndarray | None:
+        """The level box-averaged by ``factor`` via JPEG DCT scaling, or None (not possible)."""
+        from metastat.slides.jpegscale import read_scaled, scale_for
+
+        scale = scale_for(factor)
+        ds = self.level_downsamples[level]
+
+        def reference(x: int, y: int, w: int, h: int) -> np.ndarray:
+            return self.read((round(x * ds), round(y * ds)), (w, h), level)
+
+        got = read_scaled(self.path, self.level_dimensions[level], scale, reference)
+        if got is None:
+            return None
+        img, bad = got
+        self.unreadable_blocks += bad
+        lw, lh = self.level_dimensions[level]
+        size = (-(-lw // factor), -(-lh // factor))
+        if (img.shape[1], img.shape[0]) != size:  # the rest of the factor: box filter
+            img = np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX))
+        return img
 
     def _read_tolerant(
         self, location_px0: tuple[int, int], size_px: tuple[int, int], level: int, block: int = 256

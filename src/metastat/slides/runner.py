@@ -1,26 +1,25 @@
-"""Cohort runs: find slides (folder or manifest), process them in a local process pool or
-on a Dask cluster, record every slide's outcome, write ``run_summary.json``."""
+"""Cohort runs: find slides (folder or manifest), run a task on each (coordinates only or
+features) in worker processes or on a Dask cluster, and keep ``run_summary.json`` current."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from metastat.atomic import atomic_write
 from metastat.errors import InputError
-from metastat.slides.pipeline import ProcessConfig, SlideJob, SlideResult, process_slide
+from metastat.slides.results import SlideJob, SlideResult
+
+if TYPE_CHECKING:
+    from metastat.slides.coords import TileConfig
+    from metastat.slides.pipeline import ProcessConfig
 
 #: File extensions OpenSlide / tiffslide read (DICOM folders: list the .dcm file in a manifest).
 SLIDE_EXTENSIONS = frozenset(
@@ -102,6 +101,8 @@ def discover_slides(
 
 
 def _read_manifest(path: Path, fallback: float | None, key: str | None) -> list[SlideJob]:
+    import pandas as pd
+
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         df = pd.read_csv(path, sep=sep)
@@ -132,23 +133,36 @@ def _read_manifest(path: Path, fallback: float | None, key: str | None) -> list[
 
 @dataclass
 class RunSummary:
-    """What a cohort run did; written as ``run_summary.json``."""
+    """What a cohort run did; written as ``run_summary.json`` after every slide.
+
+    ``slides[]`` holds one record per slide finished so far (``slide_id``, ``status`` =
+    ``done | degraded | failed``, ``counts``, ``message``, ``resumed`` ...).
+    """
 
     out_dir: str
+    task: str
     n_slides: int
     done: int
-    skipped: int
+    degraded: int
     failed: int
+    resumed: int
+    pending: int
     tiles: int
     seconds: float
     scheduler: str
     config: dict[str, Any]
     versions: dict[str, Any]
+    complete: bool = False
     slides: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def skipped(self) -> int:
+        """Slides reused from an earlier run (same as ``resumed``)."""
+        return self.resumed
+
+    @property
     def tiles_per_s(self) -> float:
-        """Tiles embedded per second of wall time (this run's new slides)."""
+        """Tiles of this run's new slides per second of wall time."""
         return self.tiles / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> str:
@@ -158,120 +172,155 @@ class RunSummary:
         return json.dumps(d, indent=2, default=str)
 
 
-def _init_worker(threads: int) -> None:
-    import torch
+def _summary(
+    job_list: list[SlideJob],
+    results: dict[str, SlideResult],
+    out: Path,
+    config: Any,
+    where: str,
+    seconds: float,
+    *,
+    complete: bool,
+) -> RunSummary:
+    from metastat.slides.coords import TileConfig
 
-    torch.set_num_threads(max(1, threads))
+    ordered = [results[j.slide_id] for j in job_list if j.slide_id in results]
+    new = [r for r in ordered if not r.resumed and r.status != "failed"]
+    return RunSummary(
+        out_dir=str(out),
+        task="tile" if isinstance(config, TileConfig) else "process",
+        n_slides=len(job_list),
+        done=sum(r.status == "done" for r in ordered),
+        degraded=sum(r.status == "degraded" for r in ordered),
+        failed=sum(r.status == "failed" for r in ordered),
+        resumed=sum(r.resumed for r in ordered),
+        pending=len(job_list) - len(ordered),
+        tiles=sum(r.n_tiles for r in new),
+        seconds=round(seconds, 3),
+        scheduler=where,
+        config=config.model_dump(),
+        versions=_versions(),
+        complete=complete,
+        slides=[r.to_dict() for r in ordered],
+    )
+
+
+def _versions() -> dict[str, Any]:
+    import platform
+    import sys
+
+    from metastat import __version__
+
+    v = {"metastat_version": __version__, "python": platform.python_version()}
+    if "torch" in sys.modules:
+        v["torch"] = sys.modules["torch"].__version__
+    return v
 
 
 def _progress(total: int, enabled: bool) -> Any:
+    import sys
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="slide", disable=not enabled, desc="slides")
+    from metastat.progress import is_quiet
 
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    return ProcessPoolExecutor(
-        workers,
-        mp_context=mp.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(threads,),
-    )
-
-
-def _crashed(job: SlideJob) -> SlideResult:
-    return SlideResult(
-        job.slide_id,
-        "failed",
-        error_type="WorkerCrashed",
-        error="the worker process died while processing this slide (a native crash in a "
-        "decoder or out of memory): check the file, or run it alone with --workers 1",
-    )
+    off = not enabled or is_quiet()
+    return tqdm(total=total, unit="slide", disable=off, desc="slides", file=sys.stderr)
 
 
 def run_local(
     jobs: list[SlideJob],
     out_dir: Path,
-    config: ProcessConfig,
+    config: Any,
     *,
     workers: int,
     on_result: Callable[[SlideResult], None],
+    timeout: float | None = None,
 ) -> None:
-    """Process ``jobs`` in a pool of ``workers`` processes (0: in this process).
+    """Process ``jobs`` on ``workers`` processes (0: in this process).
 
-    If a worker dies, the unfinished slides are retried one per fresh process, so only the
-    slide that kills its process is recorded as failed.
+    Workers die with this process; a worker that dies or runs past ``timeout`` fails only its
+    slide and is replaced.
     """
+    from metastat.slides.execute import run_slide
+
     if workers <= 0:
         for job in jobs:
-            on_result(process_slide(job, out_dir, config))
+            on_result(run_slide(job, out_dir, config, timeout=timeout))
         return
-    unfinished: list[SlideJob] = []
-    with _pool(workers) as pool:
-        futures = {pool.submit(process_slide, j, out_dir, config): j for j in jobs}
-        for fut in as_completed(futures):
-            try:
-                on_result(fut.result())
-            except BrokenProcessPool:
-                unfinished.append(futures[fut])
-    for job in unfinished:
-        with _pool(1) as pool:
-            try:
-                on_result(pool.submit(process_slide, job, out_dir, config).result())
-            except BrokenProcessPool:
-                on_result(_crashed(job))
+    from metastat.slides.workers import run_pool
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    run_pool(
+        jobs,
+        out_dir,
+        config,
+        workers=workers,
+        timeout=timeout,
+        on_result=on_result,
+        torch_threads=threads,
+    )
 
 
 def run_cohort(
     jobs: Iterable[SlideJob],
     out_dir: str | os.PathLike[str],
-    config: ProcessConfig | None = None,
+    config: ProcessConfig | TileConfig | None = None,
     *,
     workers: int = 1,
     scheduler: Any = None,
     progress: bool = True,
+    slide_timeout: float | None = None,
+    on_slide: Callable[[SlideResult], None] | None = None,
 ) -> RunSummary:
-    """Process all ``jobs`` (locally or on Dask: ``scheduler`` = address, Client or cluster)."""
-    from metastat.slides.pipeline import run_metadata
+    """Run ``config``'s task (coordinates or features) on every slide; never raises for a slide.
 
-    cfg = config or ProcessConfig()
+    ``run_summary.json`` is rewritten atomically after every slide, so a killed run leaves a
+    valid summary of what finished. ``on_slide`` is called with each result as it arrives.
+    """
+    if config is None:
+        from metastat.slides.pipeline import ProcessConfig
+
+        config = ProcessConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job_list = list(jobs)
     results: dict[str, SlideResult] = {}
-    bar = _progress(len(job_list), progress)
     t0 = time.perf_counter()
+    if scheduler is not None:
+        where = "dask"
+    else:
+        where = f"local ({workers} worker process{'es' if workers != 1 else ''})"
+    bar = _progress(len(job_list), progress)
+
+    def write(complete: bool) -> RunSummary:
+        s = _summary(
+            job_list, results, out, config, where, time.perf_counter() - t0, complete=complete
+        )
+        atomic_write(out / "run_summary.json", s.to_json())
+        return s
 
     def on_result(r: SlideResult) -> None:
         results[r.slide_id] = r
+        write(complete=False)
+        if on_slide is not None:
+            on_slide(r)
         bar.update(1)
         bar.set_postfix(failed=sum(x.status == "failed" for x in results.values()))
 
+    write(complete=False)
     try:
         if scheduler is not None:
             from metastat.slides.distributed import run_dask
 
-            run_dask(job_list, out, cfg, scheduler=scheduler, on_result=on_result)
-            where = "dask"
+            run_dask(
+                job_list, out, config, scheduler=scheduler, on_result=on_result,
+                timeout=slide_timeout,
+            )  # fmt: skip
         else:
-            run_local(job_list, out, cfg, workers=workers, on_result=on_result)
-            where = f"local ({workers} worker process{'es' if workers != 1 else ''})"
+            run_local(
+                job_list, out, config, workers=workers, on_result=on_result, timeout=slide_timeout
+            )
     finally:
         bar.close()
-    ordered = [results[j.slide_id] for j in job_list if j.slide_id in results]
-    summary = RunSummary(
-        out_dir=str(out),
-        n_slides=len(job_list),
-        done=sum(r.status == "done" for r in ordered),
-        skipped=sum(r.status == "skipped" for r in ordered),
-        failed=sum(r.status == "failed" for r in ordered),
-        tiles=sum(r.n_tiles for r in ordered if r.status == "done"),
-        seconds=round(time.perf_counter() - t0, 3),
-        scheduler=where,
-        config=cfg.model_dump(),
-        versions=run_metadata(),
-        slides=[r.to_dict() for r in ordered],
-    )
-    atomic_write(out / "run_summary.json", summary.to_json())
-    return summary
+    return write(complete=True)

@@ -1,13 +1,14 @@
 """Synthetic whole-slide images for tests and benchmarks: real pyramidal tiled TIFFs (tifffile).
 
 Tissue-like pink/purple regions on a near-white background, written tile by tile (bounded memory),
-with a known µm/px in the TIFF resolution tags or an Aperio-style description.
+with a known µm/px in the TIFF resolution tags or an Aperio-style description. Only for format
+and speed tests: the textures are random, never evidence that a model works.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -43,30 +44,62 @@ def tissue_layout(
     return mask
 
 
-def _render_tile(
-    layout: np.ndarray,
-    mask_downsample: int,
-    x0_px0: int,
-    y0_px0: int,
-    downsample: int,
-    shape_px: tuple[int, int],
-    rng: np.random.Generator,
-) -> np.ndarray:
-    th, tw = shape_px
-    ys = (y0_px0 + np.arange(th) * downsample) // mask_downsample
-    xs = (x0_px0 + np.arange(tw) * downsample) // mask_downsample
-    inside = (ys[:, None] < layout.shape[0]) & (xs[None, :] < layout.shape[1])
-    m = np.zeros((th, tw), bool)
-    m[inside] = layout[
-        np.minimum(ys, layout.shape[0] - 1)[:, None].repeat(tw, 1)[inside],
-        np.minimum(xs, layout.shape[1] - 1)[None, :].repeat(th, 0)[inside],
-    ]
-    noise = rng.random((th, tw), dtype=np.float32)
-    nuclei = (noise > 0.93)[:, :, None]
-    tissue = np.where(nuclei, _HAEMATOXYLIN, _EOSIN) + rng.normal(0, 8, (th, tw, 3))
-    background = _BACKGROUND + rng.normal(0, 2, (th, tw, 3))
-    img = np.where(m[:, :, None], tissue, background)
+#: Distinct tissue / background tile textures per level (tiles are reused, not re-rendered).
+BANK_SIZE = 16
+JPEG_QUALITY = 80
+
+
+def _texture(rng: np.random.Generator, tissue: bool) -> np.ndarray:
+    shape = (TILE_PX, TILE_PX)
+    if not tissue:
+        img = _BACKGROUND + rng.normal(0, 2, (*shape, 3))
+    else:
+        nuclei = (rng.random(shape, dtype=np.float32) > 0.93)[:, :, None]
+        img = np.where(nuclei, _HAEMATOXYLIN, _EOSIN) + rng.normal(0, 8, (*shape, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class _TileSource:
+    """Tiles of one level: bank textures where a tile is all tissue or all glass, a composite
+    (cached by its mask) on tissue borders; JPEG-encoded once per distinct tile."""
+
+    def __init__(self, layout: np.ndarray, mask_ds: int, ds: int, rng: np.random.Generator,
+                 encode: Callable[[np.ndarray], bytes | np.ndarray]) -> None:  # fmt: skip
+        self.layout, self.mask_ds, self.ds, self.encode = layout, mask_ds, ds, encode
+        self.tissue = [_texture(rng, True) for _ in range(BANK_SIZE)]
+        self.glass = [_texture(rng, False) for _ in range(BANK_SIZE)]
+        self.cache: dict[tuple[int, bytes | int], bytes | np.ndarray] = {}
+
+    def tile(self, tx: int, ty: int) -> bytes | np.ndarray:
+        """The tile whose top-left is (``tx``, ``ty``) px of this level."""
+        ys = (ty + np.arange(TILE_PX) * 1) * self.ds // self.mask_ds
+        xs = (tx + np.arange(TILE_PX) * 1) * self.ds // self.mask_ds
+        mh, mw = self.layout.shape
+        cells_y, cells_x = np.unique(ys), np.unique(xs)
+        inside = self.layout[np.ix_(cells_y[cells_y < mh], cells_x[cells_x < mw])]
+        full = inside.size == cells_y.size * cells_x.size
+        k = (tx // TILE_PX * 7 + ty // TILE_PX * 13) % BANK_SIZE
+        if full and inside.all():
+            key: tuple[int, bytes | int] = (k, 1)
+        elif not inside.any():
+            key = (k, 0)
+        else:
+            m = np.zeros((TILE_PX, TILE_PX), bool)
+            ok_y, ok_x = ys < mh, xs < mw
+            m[np.ix_(ok_y, ok_x)] = self.layout[np.ix_(ys[ok_y], xs[ok_x])]
+            key = (k, np.packbits(m).tobytes())
+        if key not in self.cache:
+            if key[1] == 1:
+                img = self.tissue[k]
+            elif key[1] == 0:
+                img = self.glass[k]
+            else:
+                img = np.where(m[:, :, None], self.tissue[k], self.glass[k])
+            tile = self.encode(img)
+            if isinstance(tile, bytes) or not isinstance(key[1], bytes):
+                self.cache[key] = tile  # raw composites are not kept (196 kB each)
+            return tile
+        return self.cache[key]
 
 
 def write_synthetic_slide(
@@ -81,14 +114,18 @@ def write_synthetic_slide(
     flavour: Literal["generic", "aperio"] = "generic",
     label_text: str | None = None,
     photometric: Literal["rgb", "minisblack"] = "rgb",
+    show_progress: bool = False,
 ) -> Path:
     """Write a pyramidal tiled TIFF (level downsamples 1, 2, 4, ...) and return its path.
 
     ``mpp=None`` writes no resolution (to test the missing-µm/px path). ``flavour="aperio"``
     writes an Aperio-style description (read by OpenSlide's SVS backend); ``label_text`` adds a
     label image and embeds the text in the description (to test that PHI never leaks).
-    ``photometric="minisblack"`` writes a greyscale slide (non-RGB input).
+    ``photometric="minisblack"`` writes a greyscale slide (non-RGB input). Tiles are drawn
+    from a small bank of textures and each distinct tile is encoded once, so a 40,000² slide
+    takes seconds; ``show_progress`` shows a bar per level on stderr.
     """
+    import imagecodecs
     import tifffile
 
     out = Path(path)
@@ -98,17 +135,18 @@ def write_synthetic_slide(
     layout = tissue_layout(
         size_px0, seed=seed, mask_downsample=mask_ds, tissue_fraction=tissue_fraction
     )
-    comp = None if compression == "none" else compression
-    ch = 3 if photometric == "rgb" else 1
+    grey = photometric != "rgb"
+    pre_encoded = compression == "jpeg" and not grey
 
-    def tiles(level: int) -> Iterator[np.ndarray]:
-        ds = 2**level
-        lw, lh = -(-w // ds), -(-h // ds)
-        rng = np.random.default_rng([seed, level])
-        for ty in range(0, lh, TILE_PX):
-            for tx in range(0, lw, TILE_PX):
-                t = _render_tile(layout, mask_ds, tx * ds, ty * ds, ds, (TILE_PX, TILE_PX), rng)
-                yield t if ch == 3 else t.mean(axis=2, keepdims=True).astype(np.uint8)
+    def encode(img: np.ndarray) -> bytes | np.ndarray:
+        if grey:
+            img = img.mean(axis=2, keepdims=True).astype(np.uint8)
+        if pre_encoded:  # what tifffile itself writes for RGB + JPEG: YCbCr 4:2:0
+            return imagecodecs.jpeg8_encode(
+                img, level=JPEG_QUALITY, colorspace="RGB", outcolorspace="YCBCR",
+                subsampling=(2, 2),
+            )  # fmt: skip
+        return img
 
     desc = None
     if flavour == "aperio":
@@ -126,6 +164,12 @@ def write_synthetic_slide(
             lw, lh = -(-w // ds), -(-h // ds)
             if level > 0 and min(lw, lh) < TILE_PX // 2:
                 break
+            src = _TileSource(layout, mask_ds, ds, np.random.default_rng([seed, level]), encode)
+            positions = [(tx, ty) for ty in range(0, lh, TILE_PX) for tx in range(0, lw, TILE_PX)]
+            if show_progress:
+                from metastat.progress import progress
+
+                positions = progress(positions, f"level {level}", unit="tile")  # type: ignore[assignment]
             kwargs = {}
             if resolution is not None:
                 kwargs = {
@@ -133,12 +177,12 @@ def write_synthetic_slide(
                     "resolutionunit": "CENTIMETER",
                 }
             tif.write(
-                tiles(level),
-                shape=(lh, lw, ch) if ch == 3 else (lh, lw),
+                (src.tile(tx, ty) for tx, ty in positions),
+                shape=(lh, lw) if grey else (lh, lw, 3),
                 dtype=np.uint8,
                 tile=(TILE_PX, TILE_PX),
                 photometric=photometric,
-                compression=comp,
+                compression=None if compression == "none" else compression,
                 description=desc if level == 0 else None,
                 subfiletype=0 if level == 0 else 1,
                 metadata=None,
@@ -157,14 +201,64 @@ def write_synthetic_slide(
     return out
 
 
-def corrupt_tile(path: str | os.PathLike[str], tile_index: int, *, level: int = 0) -> None:
-    """Overwrite the compressed bytes of one tile with garbage (to test mid-slide read errors)."""
+def tile_location(
+    path: str | os.PathLike[str], tile_index: int, level: int = 0
+) -> tuple[int, int, bytes | None]:
+    """(byte offset, byte count, JPEG tables) of one stored tile of a TIFF page."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[level]
-        offset = int(page.dataoffsets[tile_index])
-        count = int(page.databytecounts[tile_index])
+        tables = page.jpegtables
+        return int(page.dataoffsets[tile_index]), int(page.databytecounts[tile_index]), tables
+
+
+def corrupt_tile(path: str | os.PathLike[str], tile_index: int, *, level: int = 0) -> None:
+    """Overwrite the compressed bytes of one tile with garbage (to test mid-slide read errors)."""
+    offset, count, _ = tile_location(path, tile_index, level)
     with open(path, "r+b") as fh:
         fh.seek(offset)
         fh.write(bytes(np.random.default_rng(tile_index).integers(0, 256, count, dtype=np.uint8)))
+
+
+def plant_garbage_tile(
+    path: str | os.PathLike[str],
+    tile_index: int,
+    *,
+    level: int = 0,
+    kind: Literal["stripes", "flat", "shift"] = "stripes",
+) -> None:
+    """Replace one JPEG tile by a valid JPEG of what damaged data decodes to, without errors.
+
+    ``stripes``: rows of vivid out-of-gamut colour; ``flat``: blocks of one flat colour (a
+    decoder that gave up); ``shift``: the tile's own content with a strong colour cast (a
+    flipped DC coefficient). The new stream is padded after its end marker, so every decoder
+    reads it silently, as it would read a bit-flipped tile.
+    """
+    import imagecodecs
+
+    offset, count, tables = tile_location(path, tile_index, level)
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        tile = imagecodecs.jpeg8_decode(fh.read(count), tables=tables)
+    h = tile.shape[0]
+    img = np.array(tile[:, :, :3], np.int16)
+    if kind == "stripes":
+        colours = np.array([[0, 255, 255], [255, 255, 0], [0, 255, 0], [255, 0, 255]], np.int16)
+        img[h // 2 :] = colours[(np.arange(h - h // 2) // 8) % 4][:, None, :]
+    elif kind == "flat":
+        img[h // 3 :] = (128, 96, 140)
+    else:
+        img += np.array([-60, 50, -60], np.int16)
+    pixels = np.clip(img, 0, 255).astype(np.uint8)
+    for quality in (95, 40):  # the garbage must fit in the tile's bytes
+        data = imagecodecs.jpeg8_encode(
+            pixels, level=quality, colorspace="RGB", outcolorspace="YCBCR", subsampling=(2, 2)
+        )
+        if len(data) <= count:
+            break
+    else:
+        raise ValueError(f"tile {tile_index} is too small ({count} bytes) to hold the garbage")
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(data + bytes(count - len(data)))

@@ -80,6 +80,35 @@ def tissue_fraction_of_boxes(
     return (inside / area).astype(np.float32)
 
 
+#: Cells per tile side compared with the lower level (4 x 4 cells of a tile).
+REFERENCE_CELLS = 4
+
+
+def reference_colours(mask: TissueMask, grid: TileGrid) -> np.ndarray | None:
+    """Mean colour of each tile's 4 x 4 cells on the mask's image, (n, 4, 4, 3), when that
+    image comes from another pyramid level than the tiles: an independent copy to check
+    decoded tiles against. None when both come from the same level."""
+    if mask.level == grid.read_level:
+        return None
+    thumb = mask.thumbnail
+    h, w = thumb.shape[:2]
+    dx, dy = mask.downsample
+    k = REFERENCE_CELLS
+    steps = np.arange(k + 1) / k * grid.tile_size_px0
+    c = grid.coords_px0.astype(np.float64)
+    xb = np.clip(np.rint((c[:, :1] + steps) / dx).astype(np.int64), 0, w)  # (n, k+1)
+    yb = np.clip(np.rint((c[:, 1:] + steps) / dy).astype(np.int64), 0, h)
+    x0, x1 = xb[:, None, :-1], np.maximum(xb[:, None, 1:], xb[:, None, :-1] + 1).clip(max=w)
+    y0, y1 = yb[:, :-1, None], np.maximum(yb[:, 1:, None], yb[:, :-1, None] + 1).clip(max=h)
+    x0, y0 = np.minimum(x0, x1 - 1), np.minimum(y0, y1 - 1)
+    area = (x1 - x0) * (y1 - y0)
+    out = np.empty((len(c), k, k, 3), np.float32)
+    for ch in range(3):
+        s = _integral(thumb[:, :, ch])
+        out[..., ch] = (s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]) / area
+    return out
+
+
 def plan_tiles(slide: SlideReader, mask: TissueMask, config: TilingConfig) -> TileGrid:
     """Grid of tiles over ``slide`` with at least ``min_tissue_fraction`` tissue."""
     mpp = slide.mpp
