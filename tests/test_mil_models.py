@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from metastat.core.cox import cox_nll as cox_loss
 from metastat.errors import UnknownNameError
 from metastat.mil.bags import collate
-from metastat.mil.losses import cox_loss, nll_survival
+from metastat.mil.losses import nll_survival
 from metastat.mil.models import MODELS, ModelSpec, build_model
 
 SPEC = ModelSpec(

@@ -22,6 +22,7 @@ from sklearn.decomposition import PCA
 from torch import nn
 
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.cox import cox_nll
 from metastat.errors import InputError
 from metastat.evaluate.splits import train_validation_split
 from metastat.expression.preprocess import ExpressionPreprocessor
@@ -101,14 +102,6 @@ class FusionNet(nn.Module):
             for e in emb[1:]:
                 z = torch.einsum("bi,bj->bij", z, torch.cat([e, one], 1)).flatten(1)
         return self.head(z).squeeze(-1)
-
-
-def cox_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
-    """Negative Cox partial log-likelihood (Breslow ties), averaged over events."""
-    order = torch.argsort(time, descending=True)
-    r, e = risk[order], event[order]
-    ll = r - torch.logcumsumexp(r, 0)
-    return -(ll * e).sum() / e.sum().clamp(min=1)
 
 
 class NeuralFusion:
@@ -225,7 +218,7 @@ class NeuralFusion:
         self, risk: torch.Tensor, y: dict[str, torch.Tensor], rows: torch.Tensor
     ) -> torch.Tensor:
         if self.kind_ == "survival":
-            return cox_loss(risk[rows], y["time"][rows], y["event"][rows])
+            return cox_nll(risk[rows], y["time"][rows], y["event"][rows])
         known = rows & ~torch.isnan(y["binary"])
         return nn.functional.binary_cross_entropy_with_logits(risk[known], y["binary"][known])
 

@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metastat.core.cox import cox_nll
 from metastat.evaluate.splits import Split, patient_kfold, train_validation_split
 from metastat.evaluate.summary import compare, metrics_json, summarise
 from metastat.mil.bags import MILData, Targets, collate, subsample
 from metastat.mil.config import MILConfig
 from metastat.mil.infer import Head, fit_calibration, outputs, predict_logits
-from metastat.mil.losses import class_weights, cox_loss, nll_survival, time_bins, to_bin
+from metastat.mil.losses import class_weights, nll_survival, time_bins, to_bin
 from metastat.mil.models import ModelSpec, build_model
 
 
@@ -98,7 +99,7 @@ class _Loss:
         assert t.time is not None and t.event is not None
         event = torch.as_tensor(t.event, dtype=torch.float32)
         if self.head.survival_loss == "cox":
-            return cox_loss(logits[:, 0], torch.as_tensor(t.time, dtype=torch.float32), event)
+            return cox_nll(logits[:, 0], torch.as_tensor(t.time, dtype=torch.float32), event)
         bins = torch.as_tensor(to_bin(t.time, np.asarray(self.head.edges)), dtype=torch.long)
         return nll_survival(logits, bins, event)
 
