@@ -8,20 +8,18 @@ network from the settings and loads the weights (no code is executed from the fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file as load_np
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
-from metastat import __version__
 from metastat.atomic import atomic_path, atomic_write, save_arrays
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.provenance import run_provenance, sha256_file, verify_sha256
 from metastat.errors import ModelError
 from metastat.expression.preprocess import ExpressionPreprocessor
 from metastat.fusion.intermediate import NeuralFusion, Projection
@@ -32,10 +30,6 @@ SETTINGS = (
     "fusion", "hidden", "dropout", "modality_dropout", "n_components", "n_genes", "n_gene_sets",
     "max_tiles", "epochs", "patience", "lr", "weight_decay", "seed",
 )  # fmt: skip
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def save_neural(
@@ -77,10 +71,9 @@ def save_neural(
         save_torch({k: v.contiguous() for k, v in model.net_.state_dict().items()}, str(tmp))
     manifest = {
         "format": FORMAT,
-        "metastat": __version__,
-        "torch": torch.__version__,
+        **run_provenance(),
         "state": state,
-        "sha256": {ARRAYS: _sha(out / ARRAYS), WEIGHTS: _sha(out / WEIGHTS)},
+        "sha256": {ARRAYS: sha256_file(out / ARRAYS), WEIGHTS: sha256_file(out / WEIGHTS)},
         **(info or {}),
     }
     atomic_write(out / MANIFEST, json.dumps(manifest, indent=2, default=str))
@@ -93,7 +86,7 @@ def load_neural(path: str | Path, manifest: dict[str, Any] | None = None) -> Neu
     if manifest is None:
         manifest = json.loads((path / MANIFEST).read_text())
     for name, digest in manifest["sha256"].items():
-        if not (path / name).exists() or _sha(path / name) != digest:
+        if not verify_sha256(path / name, digest):
             raise ModelError(f"{path / name}: missing or checksum mismatch; the model is corrupt.")
     s, a = manifest["state"], load_np(str(path / ARRAYS))
     model = NeuralFusion(**{k: s[k] for k in SETTINGS})

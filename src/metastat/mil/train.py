@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metastat.core.cox import cox_nll
+from metastat.core.provenance import run_provenance
 from metastat.evaluate.splits import Split, patient_kfold, train_validation_split
 from metastat.evaluate.summary import compare, metrics_json, summarise
 from metastat.mil.bags import MILData, Targets, collate, subsample
@@ -362,29 +363,22 @@ def train_final(config: MILConfig, data: MILData) -> FitResult:
 
 def run_meta(config: MILConfig, data: MILData, **extra: Any) -> dict[str, Any]:
     """Provenance of a run (config, cohort size, versions, seeds)."""
-    import platform
-
-    from metastat import __version__
-
-    return {
-        "kind": "cv",
-        "model": config.model,
-        "baseline": config.baseline,
-        "task": config.task,
-        "outcome": config.data.label
+    return run_provenance(
+        kind="cv",
+        model=config.model,
+        baseline=config.baseline,
+        task=config.task,
+        outcome=config.data.label
         if config.task != "survival"
         else f"{config.data.time}/{config.data.event}",
-        "n_splits": config.n_splits,
-        "n_repeats": len(config.seeds),
-        "seeds": config.seeds,
-        "n_boot": config.n_boot,
-        "n_samples": len(data),
-        "n_patients": len(np.unique(data.patient_ids)),
-        "unit": config.unit,
-        "classes": data.classes,
-        "metastat": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "config": config.model_dump(mode="json"),
+        n_splits=config.n_splits,
+        n_repeats=len(config.seeds),
+        seeds=config.seeds,
+        n_boot=config.n_boot,
+        n_samples=len(data),
+        n_patients=len(np.unique(data.patient_ids)),
+        unit=config.unit,
+        classes=data.classes,
+        config=config.model_dump(mode="json"),
         **extra,
-    }
+    )
