@@ -17,11 +17,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import expit
 from sklearn.decomposition import PCA
 from torch import nn
 
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.calibration import Calibrator, median_cut
 from metastat.core.cox import cox_nll
 from metastat.errors import InputError
 from metastat.evaluate.splits import train_validation_split
@@ -30,7 +30,6 @@ from metastat.fusion.coattention import CoAttentionNet, cluster_gene_sets
 from metastat.fusion.modalities import MODALITIES, MultimodalSet, single_thread
 from metastat.mil.bags import collate
 from metastat.mil.models import GatedAttention, masked_softmax
-from metastat.stats import breslow_cumhaz, cox_1d, cumhaz_at, logistic_fit
 
 Fusion = Literal["concat", "gated", "kronecker", "coattention"]
 
@@ -269,7 +268,7 @@ class NeuralFusion:
             self.net_.load_state_dict(best_state)
         risk = self._predict(batch, present)
         self._calibrate(risk[va], data.target[va])
-        self.risk_cut_ = float(np.median(risk[tr]))
+        self.risk_cut_ = median_cut(risk[tr])
         return self
 
     def _predict(self, batch: dict[str, torch.Tensor], present: torch.Tensor) -> np.ndarray:
@@ -278,28 +277,18 @@ class NeuralFusion:
             return self.net_(batch, present).numpy().astype(float)
 
     def _calibrate(self, risk: np.ndarray, y: np.ndarray) -> None:
-        self.platt_ = self.slope_ = None
+        cal = Calibrator()
         if self.kind_ == "survival":
-            s = cox_1d(risk, y["time"], y["event"])
-            self.slope_ = float(s) if np.isfinite(s) else 0.0
-            self.base_times_, self.base_cumhaz_ = breslow_cumhaz(
-                self.slope_ * risk, y["time"], y["event"]
-            )
+            cal.fit_cox(risk, y["time"], y["event"])
         else:
-            known = ~np.isnan(y["binary"])
-            a, b = logistic_fit(risk[known], y["binary"][known], np.zeros(known.sum()), slope=True)
-            self.platt_ = (float(a), float(b)) if np.isfinite([a, b]).all() else (0.0, 1.0)
+            cal.fit_platt(risk, y["binary"], fallback=(0.0, 1.0))
+        self.calibrator_ = cal
 
     def probability(self, risk: np.ndarray) -> np.ndarray:
-        if self.platt_ is not None:
-            return expit(self.platt_[0] + self.platt_[1] * risk)
-        if self.horizon_ is None:
-            return np.full(len(risk), np.nan)
-        return 1.0 - self.survival_at(risk, np.array([self.horizon_]))[:, 0]
+        return self.calibrator_.probability(risk, self.horizon_)
 
     def survival_at(self, risk: np.ndarray, times: np.ndarray) -> np.ndarray:
-        h0 = cumhaz_at(self.base_times_, self.base_cumhaz_, np.asarray(times, float))
-        return np.exp(-np.outer(np.exp(self.slope_ * risk), h0))
+        return self.calibrator_.survival_at(risk, times)
 
     def predict_frame(
         self, data: MultimodalSet, surv_times: np.ndarray | None = None
@@ -311,7 +300,7 @@ class NeuralFusion:
             {"risk": risk, "prob": self.probability(risk), "high_risk": risk > self.risk_cut_},
             index=data.ids,
         )
-        if surv_times is not None and self.slope_ is not None:
+        if surv_times is not None and self.calibrator_.cox_slope is not None:
             sp = self.survival_at(risk, surv_times)
             for i in range(sp.shape[1]):
                 out[f"surv_{i}"] = sp[:, i]

@@ -17,6 +17,7 @@ from safetensors.numpy import load_file
 
 from metastat.atomic import atomic_write, save_arrays
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.calibration import Calibrator
 from metastat.core.provenance import run_provenance, sha256_file, verify_sha256
 from metastat.errors import ModelError
 from metastat.expression.persist import LinearLearner, load_model, save_model
@@ -94,8 +95,8 @@ def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | Non
         key = "+".join(subset)
         arrays[f"stack.{key}.coef"] = st.coef_
         if st.kind == "survival":
-            arrays[f"stack.{key}.base_times"] = st.base_times_
-            arrays[f"stack.{key}.base_cumhaz"] = st.base_cumhaz_
+            arrays[f"stack.{key}.base_times"] = st.calibrator_.base_times
+            arrays[f"stack.{key}.base_cumhaz"] = st.calibrator_.base_cumhaz
         stackers[key] = {
             "intercept": st.intercept_,
             "risk_cut": st.risk_cut_,
@@ -185,10 +186,10 @@ def load_late(path: str | Path) -> tuple[LateFusion, dict[str, Any]]:
             s["risk_cut"],
         )
         st.coef_ = a[f"stack.{key}.coef"]
+        st.calibrator_ = Calibrator(platt=(0.0, 1.0))
         if st.kind == "survival":
-            st.base_times_, st.base_cumhaz_ = (
-                a[f"stack.{key}.base_times"],
-                a[f"stack.{key}.base_cumhaz"],
+            st.calibrator_ = Calibrator(
+                None, 1.0, a[f"stack.{key}.base_times"], a[f"stack.{key}.base_cumhaz"]
             )
         model.stackers_[subset] = st
     return model, manifest

@@ -19,6 +19,7 @@ from safetensors.torch import save_file as save_torch
 
 from metastat.atomic import atomic_path, atomic_write, save_arrays
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.calibration import Calibrator
 from metastat.core.provenance import run_provenance, sha256_file, verify_sha256
 from metastat.errors import ModelError
 from metastat.expression.preprocess import ExpressionPreprocessor
@@ -38,18 +39,15 @@ def save_neural(
     """Write a fitted :class:`NeuralFusion` to directory ``path``."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
     state: dict[str, Any] = {k: getattr(model, k) for k in SETTINGS}
     state |= {
         "mods": model.mods_,
         "kind": model.kind_,
         "horizon": model.horizon_,
-        "platt": model.platt_,
-        "slope": model.slope_,
         "risk_cut": model.risk_cut_,
     }
-    if model.slope_ is not None:
-        arrays["base_times"], arrays["base_cumhaz"] = model.base_times_, model.base_cumhaz_
+    cal, arrays = model.calibrator_.to_state()
+    state |= {"platt": cal["platt"], "slope": cal["cox_slope"]}  # keys of format /1
     if "clinical" in model.mods_:
         state["clinical_encoder"] = model.clin_.to_dict()
     if "expression" in model.mods_:
@@ -91,10 +89,8 @@ def load_neural(path: str | Path, manifest: dict[str, Any] | None = None) -> Neu
     s, a = manifest["state"], load_np(str(path / ARRAYS))
     model = NeuralFusion(**{k: s[k] for k in SETTINGS})
     model.mods_, model.kind_, model.horizon_ = s["mods"], s["kind"], s["horizon"]
-    model.platt_ = tuple(s["platt"]) if s["platt"] else None
-    model.slope_, model.risk_cut_ = s["slope"], s["risk_cut"]
-    if model.slope_ is not None:
-        model.base_times_, model.base_cumhaz_ = a["base_times"], a["base_cumhaz"]
+    model.calibrator_ = Calibrator.from_state({"platt": s["platt"], "cox_slope": s["slope"]}, a)
+    model.risk_cut_ = s["risk_cut"]
     if "clinical" in model.mods_:
         model.clin_ = ClinicalEncoder.from_dict(s["clinical_encoder"])
     if "expression" in model.mods_:

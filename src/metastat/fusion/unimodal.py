@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from metastat.clinical.encoder import ClinicalEncoder, Variable
+from metastat.core.calibration import median_cut
 from metastat.errors import InputError
 from metastat.expression.model import RiskModel, build_learner
 from metastat.fusion.modalities import MultimodalSet
@@ -69,7 +70,7 @@ class TabularRiskModel(RiskModel):
         )
         self.learner_.fit(z.to_numpy(), y, groups)
         train_risk = self._risk(z)
-        self.risk_cut_ = float(np.median(train_risk))
+        self.risk_cut_ = median_cut(train_risk)
         self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
         self._calibrate(np.asarray(self.learner_.oof_risk_, dtype=float), y, has_time)
         return self

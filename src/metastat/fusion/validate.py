@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from metastat.atomic import atomic_write
 from metastat.errors import InputError, UnknownNameError, did_you_mean
 from metastat.evaluate.bootstrap import Estimate
+from metastat.evaluate.predictions import prediction_frame
 from metastat.evaluate.splits import patient_kfold
 from metastat.evaluate.summary import compare, metrics_json, summarise
 from metastat.fusion.modalities import MultimodalSet
@@ -126,16 +127,22 @@ def _surv_times(data: MultimodalSet) -> np.ndarray | None:
 def _rows(
     pred: pd.DataFrame, data: MultimodalSet, model: str, repeat: int, fold: int
 ) -> pd.DataFrame:
-    out = pred.reset_index(drop=True)
-    out.insert(0, "sample_id", data.ids)
-    out.insert(1, "patient_id", data.ids)
-    out.insert(2, "model", model)
-    out.insert(3, "repeat", repeat)
-    out.insert(4, "fold", fold)
-    out["event"] = data.target["event"].astype(float)
-    out["time"] = data.target["time"]
-    out["binary"] = data.target["binary"]
-    return out
+    truth = pd.DataFrame(
+        {
+            "event": data.target["event"].astype(float),
+            "time": data.target["time"],
+            "binary": data.target["binary"],
+        }
+    )
+    return prediction_frame(
+        pred,
+        truth,
+        sample_id=data.ids,
+        patient_id=data.ids,
+        model=model,
+        repeat=repeat,
+        fold=fold,
+    )
 
 
 def side_by_side(
