@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from metastat.data.target import Target
 from metastat.errors import InputError, ModelError
 
 
@@ -100,23 +101,7 @@ class FileBags:
         return self._load(i)[1]
 
 
-@dataclass
-class Targets:
-    """Outcome per unit: class label, or time + event (+ discrete time bin)."""
-
-    label: np.ndarray | None = None  # int
-    time: np.ndarray | None = None
-    event: np.ndarray | None = None
-
-    def strata(self) -> np.ndarray:
-        """Label used to stratify folds (class, or event indicator)."""
-        return self.label if self.label is not None else np.asarray(self.event, dtype=int)
-
-    def subset(self, idx: np.ndarray) -> Targets:
-        def s(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[idx]
-
-        return Targets(s(self.label), s(self.time), s(self.event))
+Targets = Target  # the one outcome type, metastat.data.target.Target (name kept for callers)
 
 
 @dataclass
@@ -127,7 +112,7 @@ class MILData:
     units: list[list[int]]
     unit_ids: list[str]
     patient_ids: np.ndarray
-    targets: Targets
+    targets: Target
     classes: list[str] = field(default_factory=lambda: ["0", "1"])
 
     def __len__(self) -> int:

@@ -12,7 +12,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metastat.core.calibration import median_cut
 from metastat.core.cox import cox_nll
 from metastat.core.provenance import run_provenance
+from metastat.data.target import Target
+from metastat.evaluate.predictions import prediction_frame
 from metastat.evaluate.splits import Split, patient_kfold, train_validation_split
 from metastat.evaluate.summary import compare, metrics_json, summarise
-from metastat.mil.bags import MILData, Targets, collate, subsample
+from metastat.mil.bags import MILData, collate, subsample
 from metastat.mil.config import MILConfig
 from metastat.mil.infer import Head, fit_calibration, outputs, predict_logits
 from metastat.mil.losses import class_weights, nll_survival, time_bins, to_bin
@@ -41,7 +44,7 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
         torch.set_num_threads(threads)
 
 
-def make_head(config: MILConfig, targets: Targets, classes: list[str]) -> Head:
+def make_head(config: MILConfig, targets: Target, classes: list[str]) -> Head:
     """Output layout for the task; survival bins from the training targets."""
     edges = None
     if config.task == "survival" and config.survival_loss == "nll":
@@ -86,14 +89,14 @@ class FitResult:
 
 
 class _Loss:
-    def __init__(self, config: MILConfig, head: Head, targets: Targets) -> None:
+    def __init__(self, config: MILConfig, head: Head, targets: Target) -> None:
         self.config, self.head = config, head
         self.weight = None
         if head.task != "survival" and config.class_weighting:
             assert targets.label is not None
             self.weight = class_weights(targets.label, head.n_out)
 
-    def __call__(self, logits: torch.Tensor, t: Targets) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, t: Target) -> torch.Tensor:
         if self.head.task != "survival":
             y = torch.as_tensor(t.label, dtype=torch.long)
             return F.cross_entropy(logits, y, weight=self.weight)
@@ -185,7 +188,7 @@ def run_epoch(
     return losses
 
 
-def _eval_loss(model: nn.Module, bags: list[np.ndarray], t: Targets, loss_fn: _Loss) -> float:
+def _eval_loss(model: nn.Module, bags: list[np.ndarray], t: Target, loss_fn: _Loss) -> float:
     if not bags:
         return float("nan")
     logits = torch.from_numpy(predict_logits(model, bags)).float()
@@ -202,28 +205,6 @@ def split_validation(
     return train[tr], train[va]
 
 
-def _truth(data: MILData, idx: np.ndarray, horizon: float | None) -> pd.DataFrame:
-    t = data.targets.subset(idx)
-    if t.label is not None:
-        binary = t.label.astype(float) if len(data.classes) == 2 else np.full(len(idx), np.nan)
-        return pd.DataFrame(
-            {
-                "event": np.nan,
-                "time": np.nan,
-                "binary": binary,
-                "label": [data.classes[k] for k in t.label],
-            }
-        )
-    assert t.time is not None and t.event is not None
-    binary = np.full(len(idx), np.nan)
-    if horizon is not None:
-        binary = np.where(
-            t.time <= horizon, t.event.astype(float), np.where(t.time > horizon, 0.0, np.nan)
-        )
-        binary[(t.time <= horizon) & (t.event == 0)] = np.nan
-    return pd.DataFrame({"event": t.event.astype(float), "time": t.time, "binary": binary})
-
-
 def prediction_rows(
     fitres: FitResult,
     data: MILData,
@@ -238,17 +219,18 @@ def prediction_rows(
     train_risk = outputs(
         predict_logits(fitres.model, [data.bag(int(u)) for u in train]), fitres.head
     )["risk"]
-    out["high_risk"] = out["risk"] > float(np.median(train_risk))
-    out.insert(0, "sample_id", [data.unit_ids[int(u)] for u in test])
-    out.insert(1, "patient_id", data.patient_ids[test])
-    out.insert(2, "model", fitres.name)
-    out.insert(3, "repeat", repeat)
-    out.insert(4, "fold", fold)
-    out.insert(5, "seed", fitres.seed)
-    truth = _truth(data, test, horizon)
-    for col in truth.columns:
-        out[col] = truth[col].to_numpy()
-    return out
+    out["high_risk"] = out["risk"] > median_cut(train_risk.to_numpy())
+    truth = replace(data.targets.subset(test), classes=tuple(data.classes), horizon=horizon)
+    return prediction_frame(
+        out,
+        truth.truth(),
+        sample_id=[data.unit_ids[int(u)] for u in test],
+        patient_id=data.patient_ids[test],
+        model=fitres.name,
+        repeat=repeat,
+        fold=fold,
+        seed=fitres.seed,
+    )
 
 
 FoldCallback = Callable[[FitResult, Split], None]
