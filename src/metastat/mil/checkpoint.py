@@ -20,7 +20,7 @@ from metastat import __version__
 from metastat.atomic import atomic_path, atomic_write
 from metastat.errors import ModelError
 from metastat.mil.infer import Head
-from metastat.mil.models import ModelSpec, build_model
+from metastat.mil.models import ModelSpec, build_model, resolve_params
 
 WEIGHTS, META = "model.safetensors", "mil.json"
 FORMAT = "metastat-mil/1"
@@ -86,6 +86,16 @@ def save_checkpoint(
     return out
 
 
+def _spec(name: str, raw: dict[str, Any]) -> ModelSpec:
+    """The stored spec; checkpoints from before the registry hold flat hyper-parameters."""
+    if "params" in raw:
+        return ModelSpec(raw["in_dim"], raw["n_out"], raw["params"])
+    from metastat.mil.config import LEGACY_PARAMS
+
+    flat = {LEGACY_PARAMS[k]: v for k, v in raw.items() if k in LEGACY_PARAMS}
+    return ModelSpec(raw["in_dim"], raw["n_out"], resolve_params(name, flat))
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a checkpoint folder (or its ``mil.json`` / ``model.safetensors``)."""
     p = Path(path)
@@ -99,7 +109,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         ) from exc
     if meta.get("format") != FORMAT:
         raise ModelError(f"'{folder / META}' has format {meta.get('format')!r}, expected {FORMAT}")
-    spec = ModelSpec(**meta["spec"])
+    spec = _spec(meta["model"], meta["spec"])
     h = meta["head"]
     head = Head(
         h["task"],

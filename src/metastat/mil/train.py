@@ -59,19 +59,9 @@ def make_head(config: MILConfig, targets: Target, classes: list[str]) -> Head:
     )
 
 
-def model_spec(config: MILConfig, in_dim: int, head: Head) -> ModelSpec:
-    """Model hyper-parameters from the config."""
-    return ModelSpec(
-        in_dim=in_dim,
-        n_out=head.n_out,
-        hidden_dim=config.hidden_dim,
-        attention_dim=config.attention_dim,
-        dropout=config.dropout,
-        n_heads=config.n_heads,
-        n_layers=config.n_layers,
-        clam_k=config.clam_k,
-        clam_subtyping=config.clam_subtyping,
-    )
+def model_spec(config: MILConfig, in_dim: int, head: Head, name: str | None = None) -> ModelSpec:
+    """The spec of model ``name`` (default ``config.model``): its validated hyper-parameters."""
+    return ModelSpec(in_dim, head.n_out, config.params_for(name or config.model))
 
 
 @dataclass
@@ -121,7 +111,7 @@ def fit(
     seed_everything(seed, config.threads)
     t0 = time.perf_counter()
     head = make_head(config, data.targets.subset(train), data.classes)
-    spec = model_spec(config, data.dim(), head)
+    spec = model_spec(config, data.dim(), head, model_name)
     model = build_model(model_name, spec)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = _Loss(config, head, data.targets.subset(train))
@@ -132,7 +122,10 @@ def fit(
     if head.task == "survival" and head.survival_loss == "cox":
         bs = max(bs, 8)  # a partial likelihood needs several bags per step
     for epoch in range(config.epochs):
-        losses = run_epoch(model, opt, loss_fn, data, rng.permutation(train), config, rng, bs)
+        losses = run_epoch(
+            model, opt, loss_fn, data, rng.permutation(train), config, rng, bs,
+            instance_weight=spec.params.get("instance_weight", 0.0),
+        )  # fmt: skip
         val_loss = _eval_loss(model, val_bags, data.targets.subset(val), loss_fn)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
         if val_loss < best - 1e-6 or best_state is None:
@@ -167,8 +160,11 @@ def run_epoch(
     config: MILConfig,
     rng: np.random.Generator,
     batch_size: int,
+    *,
+    instance_weight: float = 0.0,
 ) -> list[float]:
-    """One pass over the units in ``order`` in padded, masked mini-batches; batch losses."""
+    """One pass over the units in ``order`` in padded, masked mini-batches; batch losses.
+    ``instance_weight`` mixes in a model's instance loss (CLAM)."""
     model.train()
     losses = []
     for start in range(0, len(order), batch_size):
@@ -180,7 +176,7 @@ def run_epoch(
         out = model(x, mask, y)
         loss = loss_fn(out.logits, t)
         if out.instance_loss is not None:
-            loss = (1 - config.clam_weight) * loss + config.clam_weight * out.instance_loss
+            loss = (1 - instance_weight) * loss + instance_weight * out.instance_loss
         opt.zero_grad()
         loss.backward()
         opt.step()
