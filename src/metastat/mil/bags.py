@@ -160,7 +160,10 @@ def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> p
                 f"manifest '{p}' has no 'path' column: pass --features DIR holding "
                 "<slide_id>.h5 files"
             )
-        df["path"] = [str(Path(features_dir) / f"{s}.h5") for s in df["slide_id"]]
+        from metastat.slides.featurestore import open_store
+
+        fs = open_store(features_dir)
+        df["path"] = [str(fs.path_for(str(s))) for s in df["slide_id"]]
     else:
         base = Path(features_dir) if features_dir is not None else p.parent
         df["path"] = [str(q if Path(q).is_absolute() else base / q) for q in df["path"]]
