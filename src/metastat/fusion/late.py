@@ -8,6 +8,7 @@ patient is scored with exactly the modalities they have, and the prediction says
 
 from __future__ import annotations
 
+import logging
 from itertools import combinations
 
 import numpy as np
@@ -20,6 +21,8 @@ from metastat.core.calibration import Calibrator, median_cut
 from metastat.errors import InputError
 from metastat.fusion.modalities import MultimodalSet
 from metastat.fusion.unimodal import UnimodalModel
+
+log = logging.getLogger(__name__)
 
 
 class Stacker:
@@ -93,7 +96,12 @@ class LateFusion:
                 rows = z[list(subset)].notna().all(axis=1).to_numpy()
                 if data.kind == "binary":
                     rows &= ~np.isnan(data.target["binary"])
-                if rows.sum() >= self.min_patients:
+                if rows.sum() < self.min_patients:
+                    log.info(
+                        "late fusion: no stacker for %s (%d training patients < %d)",
+                        "+".join(subset), rows.sum(), self.min_patients,
+                    )  # fmt: skip
+                else:
                     self.stackers_[subset] = Stacker(subset, self.ridge).fit(
                         z.loc[rows, list(subset)].to_numpy(),
                         data.target[rows],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from torch import nn
 from metastat.core.calibration import Calibrator
 from metastat.mil.bags import collate
 from metastat.mil.losses import survival_curve, to_bin
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,6 +87,11 @@ def fit_calibration(
         )
         if cal.platt is not None:
             return cal.to_dict()
+        log.warning(
+            "MIL: %d validation bags (need 8 with both classes) - probabilities are the "
+            "model's uncalibrated softmax; raise val_fraction or use more bags",
+            len(label_val),
+        )
     if head.task == "survival" and head.survival_loss == "cox" and time_train is not None:
         assert event_train is not None
         cal = Calibrator().fit_cox(logits_train[:, 0], time_train, event_train, fit_slope=False)
