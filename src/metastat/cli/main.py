@@ -40,7 +40,7 @@ def _register() -> None:
             if exc.name == module:  # group not part of this build
                 continue
             hint = f"pip install 'metastat[{extra}]'" if extra else "reinstall metastat"
-            missing = exc.name
+            missing = exc.name or module
 
             def _missing(missing: str = missing, hint: str = hint) -> None:
                 typer.echo(f"error: this command needs the package {missing!r}: {hint}", err=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import typer
@@ -239,7 +240,7 @@ def heatmap(
 ) -> None:
     """Attention heatmap PNG (with colour bar), QuPath GeoJSON and top/bottom-k tiles."""
     from metastat.mil.checkpoint import load_checkpoint
-    from metastat.mil.heatmap import slide_heatmap
+    from metastat.mil.heatmap import Method, slide_heatmap
     from metastat.slides.store import load_bag
 
     if method not in {"attention", "attention_x_grad"}:
@@ -254,11 +255,11 @@ def heatmap(
         tile_size_px0=b.tile_size_px0,
         out_dir=out,
         slide_path=slide,
-        method=method,
+        method=cast(Method, method),  # checked above
         k=top_k,
         encoder=b.encoder,
         where=str(bag),
-    )  # type: ignore[arg-type]
+    )
     typer.echo(
         json.dumps(
             {

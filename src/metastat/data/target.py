@@ -37,7 +37,9 @@ class Target:
     def kind(self) -> Kind:
         if self.time is not None:
             return "survival"
-        n = len(self.classes) or (int(np.max(self.label)) + 1 if len(self) else 2)
+        n = len(self.classes)
+        if not n:
+            n = int(np.max(self.label)) + 1 if self.label is not None and len(self) else 2
         return "multiclass" if n > 2 else "binary"
 
     @property

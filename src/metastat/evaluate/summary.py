@@ -21,6 +21,8 @@ from metastat.evaluate import metrics as M
 from metastat.evaluate.bootstrap import Estimate, bootstrap_metrics
 from metastat.evaluate.predictions import PREDICTION_COLUMNS, check_predictions
 
+SurvTimes = Sequence[float] | np.ndarray | None
+
 __all__ = ["PREDICTION_COLUMNS", "compare", "metric_function", "metrics_json", "summarise"]
 
 
@@ -43,7 +45,7 @@ def _binary_metrics(d: pd.DataFrame, threshold: float) -> dict[str, float]:
 
 
 def _survival_metrics(
-    d: pd.DataFrame, y_ref: np.ndarray, horizon: float | None, surv_times: Sequence[float] | None
+    d: pd.DataFrame, y_ref: np.ndarray, horizon: float | None, surv_times: SurvTimes
 ) -> dict[str, float]:
     d = d[d["time"].notna() & d["event"].notna()]
     if d.empty:
@@ -85,7 +87,7 @@ def metric_function(
     *,
     horizon: float | None = None,
     threshold: float = 0.5,
-    surv_times: Sequence[float] | None = None,
+    surv_times: SurvTimes = None,
 ) -> Callable[[pd.DataFrame], dict[str, float]]:
     """The function computing every applicable metric on (a resample of) ``predictions``.
 
@@ -125,7 +127,7 @@ def summarise(
     *,
     horizon: float | None = None,
     threshold: float = 0.5,
-    surv_times: Sequence[float] | None = None,
+    surv_times: SurvTimes = None,
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = False,
@@ -144,7 +146,7 @@ def compare(
     baseline: str,
     horizon: float | None = None,
     threshold: float = 0.5,
-    surv_times: Sequence[float] | None = None,
+    surv_times: SurvTimes = None,
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = False,

@@ -94,7 +94,8 @@ class FusionNet(nn.Module):
             z = torch.cat([*emb, present], 1)
         elif self.fusion == "gated":
             g = torch.sigmoid(self.gate(torch.cat([*emb, present], 1)))
-            z = torch.cat([sum(g[:, i : i + 1] * e for i, e in enumerate(emb)), present], 1)
+            mix = sum((g[:, i : i + 1] * e for i, e in enumerate(emb)), torch.zeros_like(emb[0]))
+            z = torch.cat([mix, present], 1)
         else:  # Kronecker: outer product of [e, 1] over modalities keeps uni- and cross-terms
             one = torch.ones(present.shape[0], 1)
             z = torch.cat([emb[0], one], 1)
@@ -138,10 +139,12 @@ class NeuralFusion:
             raise InputError("co-attention fusion needs expression and histology in training.")
         p = data.present
         if "clinical" in self.mods_:
+            assert data.clinical is not None
             self.clin_ = ClinicalEncoder(data.variables).fit(
                 data.clinical[p["clinical"].to_numpy()]
             )
         if "expression" in self.mods_:
+            assert data.expression is not None
             x = data.expression[p["expression"].to_numpy()]
             self.pre_ = ExpressionPreprocessor(n_genes=self.n_genes).fit(x)
             z = self.pre_.transform(x)
@@ -160,7 +163,7 @@ class NeuralFusion:
                 self.pca_ = Projection(pca.mean_, pca.components_)
         if "histology" in self.mods_:
             tiles = np.concatenate(
-                [b for b, ok in zip(data.histology, p["histology"], strict=True) if ok]
+                [b for b, ok in zip(data.histology or [], p["histology"], strict=True) if ok]
             )
             self.tile_mean_, self.tile_sd_ = tiles.mean(0), tiles.std(0) + 1e-6
 
@@ -172,6 +175,7 @@ class NeuralFusion:
             x = np.zeros((n, len(self.clin_.feature_names_)))
             has = p["clinical"].to_numpy()
             if has.any():
+                assert data.clinical is not None
                 x[has] = self.clin_.transform(data.clinical[has]).to_numpy()
             batch["clinical"] = torch.as_tensor(x, dtype=torch.float32)
         if "expression" in self.mods_:
@@ -181,6 +185,7 @@ class NeuralFusion:
             x = np.zeros((n, width))
             has = p["expression"].to_numpy()
             if has.any():
+                assert data.expression is not None
                 z = self.pre_.transform(data.expression[has]).to_numpy()
                 x[has] = z if self.fusion == "coattention" else self.pca_.transform(z)
             batch["expression"] = torch.as_tensor(x, dtype=torch.float32)

@@ -84,7 +84,8 @@ class TabularRiskModel(RiskModel):
         coef = getattr(self.learner_, "coef_", None)
         if coef is None:
             return None
-        names = getattr(self.encoder_, "feature_names_", None) or self.encoder_.columns_
+        enc = self.encoder_
+        names = enc.columns_ if isinstance(enc, StandardEncoder) else enc.feature_names_
         return pd.Series(np.asarray(coef, float), index=names)
 
 
@@ -125,7 +126,7 @@ class UnimodalModel:
         if has is None or has.sum() < 10:
             raise InputError(f"fewer than 10 training patients have modality {self.modality!r}.")
         learner = self.learner or default_learner(data)
-        task = "binary" if data.kind == "binary" else "survival"
+        task: Literal["binary", "survival"] = "binary" if data.kind == "binary" else "survival"
         if self.modality == "expression":
             self.model_: RiskModel = RiskModel(
                 learner, task=task, horizon=data.horizon, n_genes=self.n_genes, seed=self.seed

@@ -23,7 +23,8 @@ from metastat.errors import InputError, ModelError
 class BagSource(Protocol):
     """Anything that yields one slide's tile features (and coordinates) by index."""
 
-    slide_ids: list[str]
+    @property
+    def slide_ids(self) -> list[str]: ...
 
     def features(self, i: int) -> np.ndarray: ...
 
@@ -133,8 +134,8 @@ def group_units(
     pids = np.asarray(patient_ids).astype(str)
     if unit == "slide":
         return [[i] for i in range(len(slide_ids))], list(slide_ids), pids
-    order = list(dict.fromkeys(pids))
-    units = [list(np.flatnonzero(pids == p)) for p in order]
+    order = [str(p) for p in dict.fromkeys(pids)]
+    units = [[int(i) for i in np.flatnonzero(pids == p)] for p in order]
     return units, order, np.asarray(order)
 
 

@@ -247,7 +247,8 @@ def cross_validate(
     """
     names = models or list(dict.fromkeys([config.model, config.baseline]))
     strata = data.targets.strata()
-    rows, timings = [], {n: [] for n in names}
+    rows: list[pd.DataFrame] = []
+    timings: dict[str, list[float]] = {n: [] for n in names}
     for r, seed in enumerate(config.seeds):
         splits = patient_kfold(data.patient_ids, strata, n_splits=config.n_splits, seed=seed)
         for split in splits:
