@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metastat.atomic import atomic_write
+from metastat.core.provenance import run_provenance
 from metastat.errors import InputError, UnknownNameError, did_you_mean
 from metastat.evaluate.bootstrap import Estimate
 from metastat.evaluate.predictions import prediction_frame
@@ -220,20 +221,20 @@ def side_by_side(
                 seed=seed,
             )
             deltas[name] = {f"delta_{key}_vs_{baseline}": cmp[f"delta_{key}"]}
-    meta = {
-        "cohort": data.name,
-        "kind": data.kind,
-        "horizon": data.horizon,
-        "n_patients": len(data),
-        "present": data.present.sum().astype(int).to_dict(),
-        "models": models,
-        "drop": list(drop),
-        "generators": list(generators),
-        "n_splits": n_splits,
-        "n_repeats": n_repeats,
-        "seed": seed,
-        "n_boot": n_boot,
-        "fit_seconds": round(fit_s, 2),
-        "surv_times": None if surv_times is None else surv_times.tolist(),
-    }
+    meta = run_provenance(
+        cohort=data.name,
+        kind=data.kind,
+        horizon=data.horizon,
+        n_patients=len(data),
+        present=data.present.sum().astype(int).to_dict(),
+        models=models,
+        drop=list(drop),
+        generators=list(generators),
+        n_splits=n_splits,
+        n_repeats=n_repeats,
+        seed=seed,
+        n_boot=n_boot,
+        fit_seconds=round(fit_s, 2),
+        surv_times=None if surv_times is None else surv_times.tolist(),
+    )
     return FusionResult(predictions, metrics, deltas, meta)

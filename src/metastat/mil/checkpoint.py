@@ -7,17 +7,15 @@ Loading checks the feature dimension and the encoder of the bags against the che
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from metastat import __version__
 from metastat.atomic import atomic_path, atomic_write
+from metastat.core.provenance import run_provenance
 from metastat.errors import ModelError
 from metastat.mil.infer import Head
 from metastat.mil.models import ModelSpec, build_model, resolve_params
@@ -77,9 +75,7 @@ def save_checkpoint(
         "spec": asdict(spec),
         "head": head.to_dict(),
         "encoder": encoder,
-        "metastat": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **run_provenance(),
         **(extra or {}),
     }
     atomic_write(out / META, json.dumps(meta, indent=2, default=str))

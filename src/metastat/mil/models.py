@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 from torch import nn
 
-from metastat.errors import InputError, UnknownNameError, did_you_mean
+from metastat.errors import InputError, lookup
 
 
 @dataclass
@@ -100,12 +100,7 @@ def register_mil_model(
 
 def get_model_entry(name: str) -> MILModelEntry:
     """The registry entry of ``name`` (error naming the known models otherwise)."""
-    if name not in MODELS:
-        raise UnknownNameError(
-            f"unknown MIL model {name!r}.{did_you_mean(name, list(MODELS))} "
-            f"Known: {', '.join(MODELS)}"
-        )
-    return MODELS[name]
+    return lookup(MODELS, name, "MIL model")
 
 
 def model_params(name: str, raw: Mapping[str, Any] | None = None) -> MILParams:
@@ -160,12 +155,8 @@ class MeanPool(nn.Module):
 
 
 @register_mil_model("max")
-class MaxPool(nn.Module):
+class MaxPool(MeanPool):
     """Per-tile logits, max over tiles per output (the tile score is its last-output logit)."""
-
-    def __init__(self, in_dim: int, n_out: int, p: MILParams) -> None:
-        super().__init__()
-        self.embed, self.head = _Embed(in_dim, p), nn.Linear(p.hidden_dim, n_out)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None

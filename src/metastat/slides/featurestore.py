@@ -63,27 +63,9 @@ class HDF5Store:
     def path_for(self, slide_id: str) -> Path:
         return self.root / f"{slide_id}{self.suffix}"
 
-    def write(
-        self,
-        slide_id: str,
-        *,
-        features: np.ndarray,
-        coords_px0: np.ndarray,
-        mpp: float,
-        tissue_fraction: np.ndarray,
-        attrs: Mapping[str, Any],
-        fingerprint: str,
-    ) -> Path:
-        return store.write_features(
-            self.path_for(slide_id),
-            slide_id=slide_id,
-            features=features,
-            coords_px0=coords_px0,
-            mpp=mpp,
-            tissue_fraction=tissue_fraction,
-            attrs=attrs,
-            fingerprint=fingerprint,
-        )
+    def write(self, slide_id: str, **fields: Any) -> Path:
+        """Write one slide's bag (fields of :func:`metastat.slides.store.write_features`)."""
+        return store.write_features(self.path_for(slide_id), slide_id=slide_id, **fields)
 
     def read(self, slide_id: str) -> FeatureBag:
         return store.load_bag(self.path_for(slide_id))
