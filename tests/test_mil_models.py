@@ -96,3 +96,28 @@ def test_config_validates_params_per_model_and_reads_legacy_keys() -> None:
         MILConfig(params={"hiden_dim": 3})
     with pytest.raises(ValidationError, match="'abmil' hyper-parameters: k: Extra inputs"):
         MILConfig(params={"abmil": {"k": 3}})
+
+
+def test_cox_ties_setting_reaches_the_loss() -> None:
+    from metastat.data.target import Target
+    from metastat.mil.config import MILConfig
+    from metastat.mil.infer import Head
+    from metastat.mil.train import _Loss
+
+    t = Target(time=np.array([2.0, 2.0, 5.0]), event=np.array([1, 1, 0]))
+    logits = torch.tensor([[0.5], [-1.0], [0.2]])
+    losses = {}
+    for ties in ("breslow", "efron"):
+        cfg = MILConfig(task="survival", survival_loss="cox", cox_ties=ties)
+        losses[ties] = float(_Loss(cfg, Head("survival", [], "cox"), t)(logits, t))
+    assert losses["efron"] < losses["breslow"]
+
+
+def test_cli_lists_registered_models() -> None:
+    from typer.testing import CliRunner
+
+    from metastat.cli.mil import app
+
+    res = CliRunner().invoke(app, ["models"])
+    assert res.exit_code == 0
+    assert "clam_sb:" in res.output and "instance_weight [0.3]" in res.output

@@ -18,7 +18,7 @@ ManifestOpt = typer.Option(None, "--manifest", help="CSV: slide_id, patient_id, 
 FeaturesOpt = typer.Option(None, "--features", help="Folder of <slide_id>.h5 feature files.")
 OutcomesOpt = typer.Option(None, "--outcomes", help="Optional patient outcome CSV (patient_id).")
 ModelOpt = typer.Option(
-    None, "--model", "-m", help="mean, max, abmil, clam_sb, clam_mb or transmil (default abmil)."
+    None, "--model", "-m", help="A registered MIL model (default abmil); see `metastat mil models`."
 )
 TaskOpt = typer.Option(None, "--task", help="binary, multiclass or survival.")
 LabelOpt = typer.Option(None, "--label-col", help="Label column (binary / multiclass).")
@@ -274,6 +274,16 @@ def heatmap(
             indent=2,
         )
     )
+
+
+@app.command()
+def models() -> None:
+    """The registered MIL models and their hyper-parameters (defaults in brackets)."""
+    from metastat.mil.models import MODELS
+
+    for name, entry in MODELS.items():
+        params = ", ".join(f"{k} [{f.default}]" for k, f in entry.params.model_fields.items())
+        typer.echo(f"{name}: {entry.description}\n    params: {params}")
 
 
 @app.command()

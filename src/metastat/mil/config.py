@@ -48,6 +48,9 @@ class MILConfig(BaseModel):
     baseline: str = "mean"
     task: Task = "binary"
     survival_loss: Literal["nll", "cox"] = "nll"
+    cox_ties: Literal["breslow", "efron"] = Field(
+        "breslow", description="tied event times in the Cox partial likelihood"
+    )
     n_time_bins: int = Field(4, ge=2, le=32)
     horizon: float | None = Field(None, gt=0, description="time for prob/binary in survival")
     unit: Literal["patient", "slide"] = Field(

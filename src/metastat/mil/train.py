@@ -93,7 +93,8 @@ class _Loss:
         assert t.time is not None and t.event is not None
         event = torch.as_tensor(t.event, dtype=torch.float32)
         if self.head.survival_loss == "cox":
-            return cox_nll(logits[:, 0], torch.as_tensor(t.time, dtype=torch.float32), event)
+            time = torch.as_tensor(t.time, dtype=torch.float32)
+            return cox_nll(logits[:, 0], time, event, self.config.cox_ties)
         bins = torch.as_tensor(to_bin(t.time, np.asarray(self.head.edges)), dtype=torch.long)
         return nll_survival(logits, bins, event)
 
