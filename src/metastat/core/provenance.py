@@ -6,7 +6,9 @@ import hashlib
 import os
 import platform
 import sys
+from contextlib import suppress
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +60,9 @@ def versions() -> dict[str, str]:
         "pandas": pd.__version__,
         "scikit-learn": sklearn.__version__,
     }
-    try:
-        import sksurv
-
-        out["scikit-survival"] = sksurv.__version__
-    except ImportError:  # pragma: no cover - a core dependency
-        pass
+    for dist in ("scikit-survival", "anndata"):  # core dependencies, by distribution name
+        with suppress(PackageNotFoundError):
+            out[dist] = version(dist)
     torch = sys.modules.get("torch")
     if torch is not None:
         out["torch"] = str(torch.__version__)
