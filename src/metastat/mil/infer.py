@@ -87,10 +87,13 @@ def fit_calibration(
         )
         if cal.platt is not None:
             return cal.to_dict()
+        y = np.asarray(label_val)
         log.warning(
-            "MIL: %d validation bags (need 8 with both classes) - probabilities are the "
-            "model's uncalibrated softmax; raise val_fraction or use more bags",
-            len(label_val),
+            "MIL: Platt scaling needs >= 8 validation bags with both classes, got %d (%d "
+            "positive); probabilities are the model's uncalibrated softmax. Raise val_fraction "
+            "or use more bags",
+            len(y),
+            int((y == 1).sum()),
         )
     if head.task == "survival" and head.survival_loss == "cox" and time_train is not None:
         assert event_train is not None
