@@ -88,12 +88,18 @@ def fit_calibration(
         if cal.platt is not None:
             return cal.to_dict()
         y = np.asarray(label_val)
+        n_pos = int((y == 1).sum())
+        why = (
+            "needs >= 8 validation bags with both classes"
+            if len(y) < 8 or n_pos in (0, len(y))
+            else "gave a non-increasing fit"
+        )
         log.warning(
-            "MIL: Platt scaling needs >= 8 validation bags with both classes, got %d (%d "
-            "positive); probabilities are the model's uncalibrated softmax. Raise val_fraction "
-            "or use more bags",
+            "MIL: Platt scaling %s (%d bags, %d positive); probabilities are the model's "
+            "uncalibrated softmax. Raise val_fraction or use more bags",
+            why,
             len(y),
-            int((y == 1).sum()),
+            n_pos,
         )
     if head.task == "survival" and head.survival_loss == "cox" and time_train is not None:
         assert event_train is not None
