@@ -75,13 +75,16 @@ def main() -> None:
     order = np.arange(args.bags)
     for name in args.models.split(","):
         seed_everything(0, args.threads)
-        model = build_model(name, model_spec(cfg, data.dim(), head))
+        spec = model_spec(cfg, data.dim(), head, name)
+        model = build_model(name, spec)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
         loss_fn = _Loss(cfg, head, data.targets)
         rng = np.random.default_rng(0)
         t0, done, bs = time.perf_counter(), 0, cfg.batch_size
         for start in range(0, args.bags, bs):  # the production loop, one batch at a time
-            run_epoch(model, opt, loss_fn, data, order[start : start + bs], cfg, rng, bs)
+            batch = order[start : start + bs]
+            w = spec.params.get("instance_weight", 0.0)
+            run_epoch(model, opt, loss_fn, data, batch, cfg, rng, bs, instance_weight=w)
             done = min(start + bs, args.bags)
             if time.perf_counter() - t0 > args.max_seconds:
                 break

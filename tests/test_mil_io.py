@@ -16,7 +16,7 @@ from metastat.mil.checkpoint import load_checkpoint, save_checkpoint
 from metastat.mil.config import load_config
 from metastat.mil.heatmap import slide_heatmap
 from metastat.mil.infer import Head, outputs, predict_logits
-from metastat.mil.models import ModelSpec, build_model
+from metastat.mil.models import ModelSpec, build_model, resolve_params
 from metastat.slides.store import load_bag
 
 DATA = Path(__file__).parent / "data"
@@ -80,7 +80,8 @@ def _checkpoint(tmp_path: Path, dim: int, encoder: str | None, name: str = "abmi
     import torch
 
     torch.manual_seed(0)
-    spec = ModelSpec(in_dim=dim, n_out=2, hidden_dim=32, attention_dim=16)
+    params = resolve_params(name, {"hidden_dim": 32, "attention_dim": 16})
+    spec = ModelSpec(in_dim=dim, n_out=2, params=params)
     head = Head(
         "binary", ["0", "1"], calibration={"method": "platt", "intercept": 0.1, "slope": 2.0}
     )
@@ -145,6 +146,18 @@ def test_platt_calibration_stays_finite_on_separable_validation() -> None:
 
     lv = np.c_[np.zeros(10), np.r_[np.linspace(-8, -2, 5), np.linspace(2, 8, 5)]]
     cal = fit_calibration(Head("binary"), lv, np.r_[np.zeros(5), np.ones(5)], lv, None, None)
-    assert cal["method"] == "platt" and 0 < cal["slope"] < 5
+    assert cal["platt"] is not None and 0 < cal["platt"][1] < 5
     p = outputs(lv, Head("binary", calibration=cal))["prob"]
     assert p.between(0.01, 0.99).all() and p.is_monotonic_increasing
+
+
+def test_checkpoint_from_before_the_registry_loads(tmp_path: Path) -> None:
+    """Old checkpoints stored flat hyper-parameters (clam_k, ...): they still load."""
+    ck = _checkpoint(tmp_path, 8, None, name="clam_sb")
+    meta = json.loads((ck / "mil.json").read_text())
+    meta["spec"] = {"in_dim": 8, "n_out": 2, "hidden_dim": 32, "attention_dim": 16,
+                    "dropout": 0.25, "n_heads": 4, "n_layers": 2, "clam_k": 8,
+                    "clam_subtyping": False}  # fmt: skip
+    (ck / "mil.json").write_text(json.dumps(meta))
+    loaded = load_checkpoint(ck)
+    assert loaded.spec.params["k"] == 8 and loaded.spec.params["hidden_dim"] == 32

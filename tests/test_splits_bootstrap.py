@@ -63,3 +63,24 @@ def test_bootstrap_ci_covers_estimate_and_is_reproducible() -> None:
     assert a.ci_low < a.estimate < a.ci_high
     # CI width ~ 2 * 1.96 * sd / sqrt(n_patients) with clustered pairs
     assert 0.15 < a.ci_high - a.ci_low < 0.45
+
+
+def test_multiclass_strata_split_regression() -> None:
+    """Issue 10: class indices are not event counts; a balanced {0, 2} cohort must split."""
+    groups = np.arange(60).astype(str)
+    labels = np.repeat([0, 2], 30)
+    splits = patient_kfold(groups, labels, n_splits=5, seed=0)
+    assert len(splits) == 5
+    for s in splits:
+        assert set(labels[s.test]) == {0, 2}
+    three = np.tile([0, 1, 2], 20)
+    assert len(patient_kfold(groups, three, n_splits=5, seed=0)) == 5
+
+
+def test_fold_without_the_reference_class_is_refused(monkeypatch) -> None:
+    from metastat.evaluate import splits as S
+
+    with pytest.raises(ValidationError, match="classes \\[1, 2\\] only"):
+        S._check_fold(np.array([1, 2, 2]), 0, 1, "repeat 0, fold 0")
+    with pytest.raises(ValidationError, match="0 events among 3 samples"):
+        S._check_fold(np.array([0, 0, 0]), 0, 1, "repeat 0, fold 0")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+V = TypeVar("V")
+
 
 class MetastatError(Exception):
     """Base class of all metastat errors."""
@@ -35,3 +40,13 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def lookup(registry: Mapping[str, V], name: str, what: str) -> V:
+    """``registry[name]``, or an :class:`UnknownNameError` naming ``what`` and the known names."""
+    if name not in registry:
+        known = sorted(registry)
+        raise UnknownNameError(
+            f"unknown {what} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}."
+        )
+    return registry[name]

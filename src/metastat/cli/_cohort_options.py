@@ -34,6 +34,7 @@ def cohort_from_options(
         if dataset in DATASETS or not Path(dataset).exists():
             return load_dataset(dataset)
         expression = Path(dataset)
+    assert expression is not None  # exactly one of dataset / expression was given
     return load_cohort(
         expression,
         clinical=clinical,

@@ -7,6 +7,7 @@ optional dependencies are not installed are skipped with a hint instead of break
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import typer
@@ -39,7 +40,7 @@ def _register() -> None:
             if exc.name == module:  # group not part of this build
                 continue
             hint = f"pip install 'metastat[{extra}]'" if extra else "reinstall metastat"
-            missing = exc.name
+            missing = exc.name or module
 
             def _missing(missing: str = missing, hint: str = hint) -> None:
                 typer.echo(f"error: this command needs the package {missing!r}: {hint}", err=True)
@@ -57,8 +58,19 @@ def _register() -> None:
 _register()
 
 
+def _surface_warnings() -> None:
+    """Warnings logged by any ``metastat.*`` module go to stderr as ``warning: ...`` lines."""
+    root = logging.getLogger("metastat")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+
+
 def main() -> None:
     """Run the CLI, turning metastat errors into one clear line and exit code 2."""
+    _surface_warnings()
     try:
         app()
     except MetastatError as exc:

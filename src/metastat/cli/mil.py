@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import typer
@@ -17,7 +18,7 @@ ManifestOpt = typer.Option(None, "--manifest", help="CSV: slide_id, patient_id, 
 FeaturesOpt = typer.Option(None, "--features", help="Folder of <slide_id>.h5 feature files.")
 OutcomesOpt = typer.Option(None, "--outcomes", help="Optional patient outcome CSV (patient_id).")
 ModelOpt = typer.Option(
-    None, "--model", "-m", help="mean, max, abmil, clam_sb, clam_mb or transmil (default abmil)."
+    None, "--model", "-m", help="A registered MIL model (default abmil); see `metastat mil models`."
 )
 TaskOpt = typer.Option(None, "--task", help="binary, multiclass or survival.")
 LabelOpt = typer.Option(None, "--label-col", help="Label column (binary / multiclass).")
@@ -239,7 +240,7 @@ def heatmap(
 ) -> None:
     """Attention heatmap PNG (with colour bar), QuPath GeoJSON and top/bottom-k tiles."""
     from metastat.mil.checkpoint import load_checkpoint
-    from metastat.mil.heatmap import slide_heatmap
+    from metastat.mil.heatmap import Method, slide_heatmap
     from metastat.slides.store import load_bag
 
     if method not in {"attention", "attention_x_grad"}:
@@ -254,11 +255,11 @@ def heatmap(
         tile_size_px0=b.tile_size_px0,
         out_dir=out,
         slide_path=slide,
-        method=method,
+        method=cast(Method, method),  # checked above
         k=top_k,
         encoder=b.encoder,
         where=str(bag),
-    )  # type: ignore[arg-type]
+    )
     typer.echo(
         json.dumps(
             {
@@ -273,6 +274,16 @@ def heatmap(
             indent=2,
         )
     )
+
+
+@app.command()
+def models() -> None:
+    """The registered MIL models and their hyper-parameters (defaults in brackets)."""
+    from metastat.mil.models import MODELS
+
+    for name, entry in MODELS.items():
+        params = ", ".join(f"{k} [{f.default}]" for k, f in entry.params.model_fields.items())
+        typer.echo(f"{name}: {entry.description}\n    params: {params}")
 
 
 @app.command()

@@ -18,7 +18,7 @@ import pandas as pd
 
 from metastat.clinical.encoder import Variable
 from metastat.data.cohort import PATIENT_ID, _arrow_safe
-from metastat.data.outcomes import OutcomeSpec
+from metastat.data.outcomes import OutcomeSpec, TimeUnit
 from metastat.data.tables import read_table
 from metastat.errors import UnknownNameError, did_you_mean
 
@@ -83,7 +83,7 @@ CLINICAL_VARIABLES: dict[str, list[Variable]] = {
     ],
 }
 
-_DAYS = "days"
+_DAYS: TimeUnit = "days"
 
 #: clinical-only table -> (file, patient id column or None, outcomes, description)
 CLINICAL_TABLES: dict[str, tuple[str, str | None, dict[str, OutcomeSpec], str]] = {

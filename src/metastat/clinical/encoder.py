@@ -10,7 +10,7 @@ never seen in training encodes as all zeros and is counted in :attr:`ClinicalEnc
 
 from __future__ import annotations
 
-import warnings
+import logging
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +21,8 @@ from metastat.clinical.parse import PARSERS, _clean, parse_column
 from metastat.errors import InputError, did_you_mean
 
 Kind = Literal["numeric", "categorical", "stage", "t", "n", "m", "grade", "status", "sex"]
+
+log = logging.getLogger(__name__)
 
 
 class Variable(BaseModel):
@@ -142,9 +144,8 @@ class ClinicalEncoder:
             if var.name in self.indicator_:
                 cols[f"{var.name}_missing"] = col.isna().to_numpy(dtype=float)
         if self.unseen_:
-            warnings.warn(
-                f"clinical categories not seen in training, encoded as no level: {self.unseen_}",
-                stacklevel=2,
+            log.warning(
+                "clinical categories not seen in training, encoded as no level: %s", self.unseen_
             )
         return pd.DataFrame(cols, index=frame.index)[self.feature_names_]
 

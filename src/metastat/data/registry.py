@@ -18,7 +18,7 @@ from metastat.data.cohort import make_cohort
 from metastat.data.genes import read_annotation
 from metastat.data.outcomes import OutcomeSpec
 from metastat.data.tables import read_table
-from metastat.errors import UnknownNameError, did_you_mean
+from metastat.errors import lookup
 
 FIVE_YEARS_D = 5 * 365.25
 
@@ -197,12 +197,7 @@ def dataset_names() -> list[str]:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise UnknownNameError(
-            f"unknown dataset {name!r}; built-in datasets: {dataset_names()}."
-            f"{did_you_mean(name, dataset_names())}"
-        )
-    return DATASETS[name]
+    return lookup(DATASETS, name, "dataset")
 
 
 def _data_dir() -> Path:

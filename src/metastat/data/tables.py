@@ -155,8 +155,8 @@ def to_numeric_matrix(frame: pd.DataFrame, where: str) -> np.ndarray:
             )
         values[:, j] = conv.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(values).any():
-        i, j = map(int, np.argwhere(np.isinf(values))[0])
+        r, c = (int(v) for v in np.argwhere(np.isinf(values))[0])
         raise InputError(
-            f"{where}: infinite value in column {frame.columns[j]!r}, row {frame.index[i]!r}."
+            f"{where}: infinite value in column {frame.columns[c]!r}, row {frame.index[r]!r}."
         )
     return values

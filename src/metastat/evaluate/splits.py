@@ -37,9 +37,10 @@ def patient_kfold(
 ) -> list[Split]:
     """Repeated, patient-grouped, label-stratified k-fold.
 
-    ``labels`` is the stratification label per sample (event indicator or class); folds are
-    checked to hold at least ``min_events`` events and one non-event in each test fold, and the
-    train/test patient sets are checked to be disjoint.
+    ``labels`` is the stratification label per sample: an event indicator, or a class index
+    (binary or multiclass). Each test fold must hold at least ``min_events`` samples outside the
+    reference (lowest) class and at least one inside it; the train/test patient sets are checked
+    to be disjoint.
     """
     groups = np.asarray(groups).astype(str)
     labels = np.asarray(labels).astype(int)
@@ -54,20 +55,30 @@ def patient_kfold(
             f"too few patients per class for {n_splits}-fold CV (patients per class: "
             f"{per_patient.value_counts().to_dict()}); use fewer folds."
         )
+    reference = int(labels.min())
     splits: list[Split] = []
     for r in range(n_repeats):
         cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed + r)
         for f, (tr, te) in enumerate(cv.split(np.zeros(len(groups)), labels, groups)):
             split = Split(r, f, np.sort(tr), np.sort(te))
             check_disjoint(groups, split)
-            events = int(labels[te].sum())
-            if events < min_events or events == len(te):
-                raise ValidationError(
-                    f"repeat {r}, fold {f}: the test fold has {events} events among {len(te)} "
-                    "samples; metrics need both events and non-events. Use fewer folds."
-                )
+            _check_fold(labels[te], reference, min_events, f"repeat {r}, fold {f}")
             splits.append(split)
     return splits
+
+
+def _check_fold(labels: np.ndarray, reference: int, min_events: int, where: str) -> None:
+    """Raise unless a test fold holds ``min_events`` non-reference samples and a reference one."""
+    others = int((labels != reference).sum())
+    if others >= min_events and others < len(labels):
+        return
+    if set(np.unique(labels)) <= {0, 1}:
+        what = (
+            f"{others} events among {len(labels)} samples; metrics need both events and non-events"
+        )
+    else:
+        what = f"classes {sorted(set(labels.tolist()))} only; metrics need more than one class"
+    raise ValidationError(f"{where}: the test fold has {what}. Use fewer folds.")
 
 
 def check_disjoint(groups: np.ndarray, split: Split) -> None:

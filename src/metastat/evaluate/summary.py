@@ -5,7 +5,8 @@ The predictions table is the contract between models of every modality and evalu
 probability, binary or by the horizon; NaN if the model has none), ``high_risk`` (risk above the
 *training-fold* median), ``event``, ``time`` and ``binary`` (truth; NaN where unknown, e.g.
 censored before the horizon), and optionally ``surv_0..surv_k`` (survival probabilities at the
-times in ``surv_times``).
+times in ``surv_times``). Build it with :func:`metastat.evaluate.predictions.prediction_frame`,
+which checks these columns (:func:`~metastat.evaluate.predictions.check_predictions`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,11 @@ from sksurv.util import Surv
 
 from metastat.evaluate import metrics as M
 from metastat.evaluate.bootstrap import Estimate, bootstrap_metrics
+from metastat.evaluate.predictions import PREDICTION_COLUMNS, check_predictions
 
-PREDICTION_COLUMNS = (
-    "sample_id",
-    "patient_id",
-    "repeat",
-    "fold",
-    "risk",
-    "prob",
-    "high_risk",
-    "event",
-    "time",
-    "binary",
-)
+SurvTimes = Sequence[float] | np.ndarray | None
+
+__all__ = ["PREDICTION_COLUMNS", "compare", "metric_function", "metrics_json", "summarise"]
 
 
 def _binary_metrics(d: pd.DataFrame, threshold: float) -> dict[str, float]:
@@ -55,7 +48,7 @@ def _survival_metrics(
     d: pd.DataFrame,
     y_ref: np.ndarray,
     horizon: float | None,
-    surv_times: Sequence[float] | None,
+    surv_times: SurvTimes,
     p_values: bool = True,
 ) -> dict[str, float]:
     d = d[d["time"].notna() & d["event"].notna()]
@@ -99,7 +92,7 @@ def metric_function(
     *,
     horizon: float | None = None,
     threshold: float = 0.5,
-    surv_times: Sequence[float] | None = None,
+    surv_times: SurvTimes = None,
     p_values: bool = True,
 ) -> Callable[[pd.DataFrame], dict[str, float]]:
     """The function computing every applicable metric on (a resample of) ``predictions``
@@ -108,7 +101,9 @@ def metric_function(
     Binary metrics are computed whenever a binary truth exists (recorded status, or event by the
     horizon), survival metrics whenever follow-up times exist; each is averaged over CV repeats.
     The censoring distribution for IPCW metrics is estimated on all evaluated samples.
+    ``predictions`` is checked against the table's contract first.
     """
+    check_predictions(predictions)
     has_time = bool(predictions["time"].notna().any())
     has_binary = bool(predictions["binary"].notna().any())
     y_ref = None
@@ -139,7 +134,7 @@ def summarise(
     *,
     horizon: float | None = None,
     threshold: float = 0.5,
-    surv_times: Sequence[float] | None = None,
+    surv_times: SurvTimes = None,
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = False,
@@ -163,7 +158,7 @@ def compare(
     baseline: str,
     horizon: float | None = None,
     threshold: float = 0.5,
-    surv_times: Sequence[float] | None = None,
+    surv_times: SurvTimes = None,
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = False,

@@ -48,6 +48,7 @@ class _Generator:
 
     def fit_set(self, data: MultimodalSet) -> _Generator:
         """Fit on the patients with both histology and (measured) expression."""
+        assert data.generated is not None  # set in MultimodalSet.__post_init__
         both = (data.present["expression"] & data.present["histology"]).to_numpy() & ~data.generated
         if both.sum() < 10:
             raise InputError(

@@ -17,11 +17,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import expit
 from sklearn.decomposition import PCA
 from torch import nn
 
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.calibration import Calibrator, median_cut
+from metastat.core.cox import cox_nll
 from metastat.errors import InputError
 from metastat.evaluate.splits import train_validation_split
 from metastat.expression.preprocess import ExpressionPreprocessor
@@ -29,7 +30,6 @@ from metastat.fusion.coattention import CoAttentionNet, cluster_gene_sets
 from metastat.fusion.modalities import MODALITIES, MultimodalSet, single_thread
 from metastat.mil.bags import collate
 from metastat.mil.models import GatedAttention, masked_softmax
-from metastat.stats import breslow_cumhaz, cox_1d, cumhaz_at, logistic_fit
 
 Fusion = Literal["concat", "gated", "kronecker", "coattention"]
 
@@ -94,21 +94,14 @@ class FusionNet(nn.Module):
             z = torch.cat([*emb, present], 1)
         elif self.fusion == "gated":
             g = torch.sigmoid(self.gate(torch.cat([*emb, present], 1)))
-            z = torch.cat([sum(g[:, i : i + 1] * e for i, e in enumerate(emb)), present], 1)
+            mix = sum((g[:, i : i + 1] * e for i, e in enumerate(emb)), torch.zeros_like(emb[0]))
+            z = torch.cat([mix, present], 1)
         else:  # Kronecker: outer product of [e, 1] over modalities keeps uni- and cross-terms
             one = torch.ones(present.shape[0], 1)
             z = torch.cat([emb[0], one], 1)
             for e in emb[1:]:
                 z = torch.einsum("bi,bj->bij", z, torch.cat([e, one], 1)).flatten(1)
         return self.head(z).squeeze(-1)
-
-
-def cox_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
-    """Negative Cox partial log-likelihood (Breslow ties), averaged over events."""
-    order = torch.argsort(time, descending=True)
-    r, e = risk[order], event[order]
-    ll = r - torch.logcumsumexp(r, 0)
-    return -(ll * e).sum() / e.sum().clamp(min=1)
 
 
 class NeuralFusion:
@@ -146,10 +139,12 @@ class NeuralFusion:
             raise InputError("co-attention fusion needs expression and histology in training.")
         p = data.present
         if "clinical" in self.mods_:
+            assert data.clinical is not None
             self.clin_ = ClinicalEncoder(data.variables).fit(
                 data.clinical[p["clinical"].to_numpy()]
             )
         if "expression" in self.mods_:
+            assert data.expression is not None
             x = data.expression[p["expression"].to_numpy()]
             self.pre_ = ExpressionPreprocessor(n_genes=self.n_genes).fit(x)
             z = self.pre_.transform(x)
@@ -168,7 +163,7 @@ class NeuralFusion:
                 self.pca_ = Projection(pca.mean_, pca.components_)
         if "histology" in self.mods_:
             tiles = np.concatenate(
-                [b for b, ok in zip(data.histology, p["histology"], strict=True) if ok]
+                [b for b, ok in zip(data.histology or [], p["histology"], strict=True) if ok]
             )
             self.tile_mean_, self.tile_sd_ = tiles.mean(0), tiles.std(0) + 1e-6
 
@@ -180,6 +175,7 @@ class NeuralFusion:
             x = np.zeros((n, len(self.clin_.feature_names_)))
             has = p["clinical"].to_numpy()
             if has.any():
+                assert data.clinical is not None
                 x[has] = self.clin_.transform(data.clinical[has]).to_numpy()
             batch["clinical"] = torch.as_tensor(x, dtype=torch.float32)
         if "expression" in self.mods_:
@@ -189,6 +185,7 @@ class NeuralFusion:
             x = np.zeros((n, width))
             has = p["expression"].to_numpy()
             if has.any():
+                assert data.expression is not None
                 z = self.pre_.transform(data.expression[has]).to_numpy()
                 x[has] = z if self.fusion == "coattention" else self.pca_.transform(z)
             batch["expression"] = torch.as_tensor(x, dtype=torch.float32)
@@ -225,7 +222,7 @@ class NeuralFusion:
         self, risk: torch.Tensor, y: dict[str, torch.Tensor], rows: torch.Tensor
     ) -> torch.Tensor:
         if self.kind_ == "survival":
-            return cox_loss(risk[rows], y["time"][rows], y["event"][rows])
+            return cox_nll(risk[rows], y["time"][rows], y["event"][rows])
         known = rows & ~torch.isnan(y["binary"])
         return nn.functional.binary_cross_entropy_with_logits(risk[known], y["binary"][known])
 
@@ -276,7 +273,7 @@ class NeuralFusion:
             self.net_.load_state_dict(best_state)
         risk = self._predict(batch, present)
         self._calibrate(risk[va], data.target[va])
-        self.risk_cut_ = float(np.median(risk[tr]))
+        self.risk_cut_ = median_cut(risk[tr])
         return self
 
     def _predict(self, batch: dict[str, torch.Tensor], present: torch.Tensor) -> np.ndarray:
@@ -285,28 +282,18 @@ class NeuralFusion:
             return self.net_(batch, present).numpy().astype(float)
 
     def _calibrate(self, risk: np.ndarray, y: np.ndarray) -> None:
-        self.platt_ = self.slope_ = None
+        cal = Calibrator()
         if self.kind_ == "survival":
-            s = cox_1d(risk, y["time"], y["event"])
-            self.slope_ = float(s) if np.isfinite(s) else 0.0
-            self.base_times_, self.base_cumhaz_ = breslow_cumhaz(
-                self.slope_ * risk, y["time"], y["event"]
-            )
+            cal.fit_cox(risk, y["time"], y["event"])
         else:
-            known = ~np.isnan(y["binary"])
-            a, b = logistic_fit(risk[known], y["binary"][known], np.zeros(known.sum()), slope=True)
-            self.platt_ = (float(a), float(b)) if np.isfinite([a, b]).all() else (0.0, 1.0)
+            cal.fit_platt(risk, y["binary"], fallback=(0.0, 1.0))
+        self.calibrator_ = cal
 
     def probability(self, risk: np.ndarray) -> np.ndarray:
-        if self.platt_ is not None:
-            return expit(self.platt_[0] + self.platt_[1] * risk)
-        if self.horizon_ is None:
-            return np.full(len(risk), np.nan)
-        return 1.0 - self.survival_at(risk, np.array([self.horizon_]))[:, 0]
+        return self.calibrator_.probability(risk, self.horizon_)
 
     def survival_at(self, risk: np.ndarray, times: np.ndarray) -> np.ndarray:
-        h0 = cumhaz_at(self.base_times_, self.base_cumhaz_, np.asarray(times, float))
-        return np.exp(-np.outer(np.exp(self.slope_ * risk), h0))
+        return self.calibrator_.survival_at(risk, times)
 
     def predict_frame(
         self, data: MultimodalSet, surv_times: np.ndarray | None = None
@@ -318,7 +305,7 @@ class NeuralFusion:
             {"risk": risk, "prob": self.probability(risk), "high_risk": risk > self.risk_cut_},
             index=data.ids,
         )
-        if surv_times is not None and self.slope_ is not None:
+        if surv_times is not None and self.calibrator_.cox_slope is not None:
             sp = self.survival_at(risk, surv_times)
             for i in range(sp.shape[1]):
                 out[f"surv_{i}"] = sp[:, i]

@@ -8,19 +8,21 @@ patient is scored with exactly the modalities they have, and the prediction says
 
 from __future__ import annotations
 
+import logging
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.util import Surv
 
+from metastat.core.calibration import Calibrator, median_cut
 from metastat.errors import InputError
 from metastat.fusion.modalities import MultimodalSet
 from metastat.fusion.unimodal import UnimodalModel
-from metastat.stats import breslow_cumhaz, cumhaz_at
+
+log = logging.getLogger(__name__)
 
 
 class Stacker:
@@ -38,7 +40,8 @@ class Stacker:
             )
             self.coef_, self.intercept_ = np.asarray(cox.coef_, float), 0.0
             lp = z @ self.coef_
-            self.base_times_, self.base_cumhaz_ = breslow_cumhaz(lp, y["time"], y["event"])
+            # the stacked risk is a log hazard ratio already: Breslow baseline, slope 1
+            self.calibrator_ = Calibrator().fit_cox(lp, y["time"], y["event"], fit_slope=False)
         else:
             known = ~np.isnan(y["binary"])
             lr = LogisticRegression(C=1.0 / self.ridge).fit(
@@ -46,23 +49,18 @@ class Stacker:
             )
             self.coef_, self.intercept_ = lr.coef_[0].copy(), float(lr.intercept_[0])
             lp = z @ self.coef_ + self.intercept_
-        self.risk_cut_ = float(np.median(lp))
+            self.calibrator_ = Calibrator(platt=(0.0, 1.0))  # the stacked risk is a logit
+        self.risk_cut_ = median_cut(lp)
         return self
 
     def risk(self, z: np.ndarray) -> np.ndarray:
         return z @ self.coef_ + self.intercept_
 
     def probability(self, lp: np.ndarray) -> np.ndarray:
-        if self.kind == "survival":
-            if self.horizon is None:
-                return np.full(len(lp), np.nan)
-            h0 = cumhaz_at(self.base_times_, self.base_cumhaz_, self.horizon)[0]
-            return 1.0 - np.exp(-np.exp(lp) * h0)
-        return expit(lp)
+        return self.calibrator_.probability(lp, self.horizon if self.kind == "survival" else None)
 
     def survival_at(self, lp: np.ndarray, times: np.ndarray) -> np.ndarray:
-        h0 = cumhaz_at(self.base_times_, self.base_cumhaz_, np.asarray(times, float))
-        return np.exp(-np.outer(np.exp(lp), h0))
+        return self.calibrator_.survival_at(lp, times)
 
 
 class LateFusion:
@@ -98,7 +96,12 @@ class LateFusion:
                 rows = z[list(subset)].notna().all(axis=1).to_numpy()
                 if data.kind == "binary":
                     rows &= ~np.isnan(data.target["binary"])
-                if rows.sum() >= self.min_patients:
+                if rows.sum() < self.min_patients:
+                    log.info(
+                        "late fusion: no stacker for %s (%d training patients < %d)",
+                        "+".join(subset), rows.sum(), self.min_patients,
+                    )  # fmt: skip
+                else:
                     self.stackers_[subset] = Stacker(subset, self.ridge).fit(
                         z.loc[rows, list(subset)].to_numpy(),
                         data.target[rows],

@@ -8,7 +8,6 @@ the format of :mod:`metastat.expression.persist`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,10 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file
 
-from metastat import __version__
 from metastat.atomic import atomic_write, save_arrays
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.calibration import Calibrator
+from metastat.core.provenance import run_provenance, sha256_file, verify_sha256
 from metastat.errors import ModelError
 from metastat.expression.persist import LinearLearner, load_model, save_model
 from metastat.fusion.late import LateFusion, Stacker
@@ -95,8 +95,8 @@ def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | Non
         key = "+".join(subset)
         arrays[f"stack.{key}.coef"] = st.coef_
         if st.kind == "survival":
-            arrays[f"stack.{key}.base_times"] = st.base_times_
-            arrays[f"stack.{key}.base_cumhaz"] = st.base_cumhaz_
+            arrays[f"stack.{key}.base_times"] = st.calibrator_.base_times
+            arrays[f"stack.{key}.base_cumhaz"] = st.calibrator_.base_cumhaz
         stackers[key] = {
             "intercept": st.intercept_,
             "risk_cut": st.risk_cut_,
@@ -107,14 +107,14 @@ def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | Non
     save_arrays(out / ARRAYS, arrays)
     manifest = {
         "format": FORMAT,
-        "metastat": __version__,
+        **run_provenance(),
         "modalities": list(model.models_),
         "branches": branches,
         "center": model.center_,
         "scale": model.scale_,
         "stackers": stackers,
         "weights": model.weights,
-        "sha256": hashlib.sha256((out / ARRAYS).read_bytes()).hexdigest(),
+        "sha256": sha256_file(out / ARRAYS),
         **(info or {}),
     }
     atomic_write(out / MANIFEST, json.dumps(manifest, indent=2, default=str))
@@ -163,7 +163,7 @@ def load_late(path: str | Path) -> tuple[LateFusion, dict[str, Any]]:
         raise ModelError(
             f"{mf}: unsupported format {manifest.get('format')!r} (expected {FORMAT})."
         )
-    if hashlib.sha256(arr.read_bytes()).hexdigest() != manifest.get("sha256"):
+    if not verify_sha256(arr, manifest.get("sha256")):
         raise ModelError(f"{arr}: checksum mismatch; the file is corrupt or was changed.")
     a = load_file(str(arr))
     model = LateFusion(tuple(manifest["modalities"]))
@@ -186,10 +186,10 @@ def load_late(path: str | Path) -> tuple[LateFusion, dict[str, Any]]:
             s["risk_cut"],
         )
         st.coef_ = a[f"stack.{key}.coef"]
+        st.calibrator_ = Calibrator(platt=(0.0, 1.0))
         if st.kind == "survival":
-            st.base_times_, st.base_cumhaz_ = (
-                a[f"stack.{key}.base_times"],
-                a[f"stack.{key}.base_cumhaz"],
+            st.calibrator_ = Calibrator(
+                None, 1.0, a[f"stack.{key}.base_times"], a[f"stack.{key}.base_cumhaz"]
             )
         model.stackers_[subset] = st
     return model, manifest

@@ -8,20 +8,19 @@ network from the settings and loads the weights (no code is executed from the fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file as load_np
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
-from metastat import __version__
 from metastat.atomic import atomic_path, atomic_write, save_arrays
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.calibration import Calibrator
+from metastat.core.provenance import run_provenance, sha256_file, verify_sha256
 from metastat.errors import ModelError
 from metastat.expression.preprocess import ExpressionPreprocessor
 from metastat.fusion.intermediate import NeuralFusion, Projection
@@ -34,28 +33,21 @@ SETTINGS = (
 )  # fmt: skip
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def save_neural(
     model: NeuralFusion, path: str | Path, *, info: dict[str, Any] | None = None
 ) -> Path:
     """Write a fitted :class:`NeuralFusion` to directory ``path``."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
     state: dict[str, Any] = {k: getattr(model, k) for k in SETTINGS}
     state |= {
         "mods": model.mods_,
         "kind": model.kind_,
         "horizon": model.horizon_,
-        "platt": model.platt_,
-        "slope": model.slope_,
         "risk_cut": model.risk_cut_,
     }
-    if model.slope_ is not None:
-        arrays["base_times"], arrays["base_cumhaz"] = model.base_times_, model.base_cumhaz_
+    cal, arrays = model.calibrator_.to_state()
+    state |= {"platt": cal["platt"], "slope": cal["cox_slope"]}  # keys of format /1
     if "clinical" in model.mods_:
         state["clinical_encoder"] = model.clin_.to_dict()
     if "expression" in model.mods_:
@@ -77,10 +69,9 @@ def save_neural(
         save_torch({k: v.contiguous() for k, v in model.net_.state_dict().items()}, str(tmp))
     manifest = {
         "format": FORMAT,
-        "metastat": __version__,
-        "torch": torch.__version__,
+        **run_provenance(),
         "state": state,
-        "sha256": {ARRAYS: _sha(out / ARRAYS), WEIGHTS: _sha(out / WEIGHTS)},
+        "sha256": {ARRAYS: sha256_file(out / ARRAYS), WEIGHTS: sha256_file(out / WEIGHTS)},
         **(info or {}),
     }
     atomic_write(out / MANIFEST, json.dumps(manifest, indent=2, default=str))
@@ -93,15 +84,13 @@ def load_neural(path: str | Path, manifest: dict[str, Any] | None = None) -> Neu
     if manifest is None:
         manifest = json.loads((path / MANIFEST).read_text())
     for name, digest in manifest["sha256"].items():
-        if not (path / name).exists() or _sha(path / name) != digest:
+        if not verify_sha256(path / name, digest):
             raise ModelError(f"{path / name}: missing or checksum mismatch; the model is corrupt.")
     s, a = manifest["state"], load_np(str(path / ARRAYS))
     model = NeuralFusion(**{k: s[k] for k in SETTINGS})
     model.mods_, model.kind_, model.horizon_ = s["mods"], s["kind"], s["horizon"]
-    model.platt_ = tuple(s["platt"]) if s["platt"] else None
-    model.slope_, model.risk_cut_ = s["slope"], s["risk_cut"]
-    if model.slope_ is not None:
-        model.base_times_, model.base_cumhaz_ = a["base_times"], a["base_cumhaz"]
+    model.calibrator_ = Calibrator.from_state({"platt": s["platt"], "cox_slope": s["slope"]}, a)
+    model.risk_cut_ = s["risk_cut"]
     if "clinical" in model.mods_:
         model.clin_ = ClinicalEncoder.from_dict(s["clinical_encoder"])
     if "expression" in model.mods_:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from metastat.clinical.encoder import ClinicalEncoder, Variable
+from metastat.core.calibration import median_cut
 from metastat.errors import InputError
 from metastat.expression.model import RiskModel, build_learner
 from metastat.fusion.modalities import MultimodalSet
@@ -69,7 +70,7 @@ class TabularRiskModel(RiskModel):
         )
         self.learner_.fit(z.to_numpy(), y, groups)
         train_risk = self._risk(z)
-        self.risk_cut_ = float(np.median(train_risk))
+        self.risk_cut_ = median_cut(train_risk)
         self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
         self._calibrate(np.asarray(self.learner_.oof_risk_, dtype=float), y, has_time)
         return self
@@ -83,7 +84,8 @@ class TabularRiskModel(RiskModel):
         coef = getattr(self.learner_, "coef_", None)
         if coef is None:
             return None
-        names = getattr(self.encoder_, "feature_names_", None) or self.encoder_.columns_
+        enc = self.encoder_
+        names = enc.columns_ if isinstance(enc, StandardEncoder) else enc.feature_names_
         return pd.Series(np.asarray(coef, float), index=names)
 
 
@@ -124,7 +126,7 @@ class UnimodalModel:
         if has is None or has.sum() < 10:
             raise InputError(f"fewer than 10 training patients have modality {self.modality!r}.")
         learner = self.learner or default_learner(data)
-        task = "binary" if data.kind == "binary" else "survival"
+        task: Literal["binary", "survival"] = "binary" if data.kind == "binary" else "survival"
         if self.modality == "expression":
             self.model_: RiskModel = RiskModel(
                 learner, task=task, horizon=data.horizon, n_genes=self.n_genes, seed=self.seed

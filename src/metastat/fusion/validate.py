@@ -20,8 +20,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metastat.atomic import atomic_write
+from metastat.core.provenance import run_provenance
 from metastat.errors import InputError, UnknownNameError, did_you_mean
 from metastat.evaluate.bootstrap import Estimate
+from metastat.evaluate.predictions import prediction_frame
 from metastat.evaluate.splits import patient_kfold
 from metastat.evaluate.summary import compare, metrics_json, summarise
 from metastat.fusion.modalities import MultimodalSet
@@ -126,16 +128,22 @@ def _surv_times(data: MultimodalSet) -> np.ndarray | None:
 def _rows(
     pred: pd.DataFrame, data: MultimodalSet, model: str, repeat: int, fold: int
 ) -> pd.DataFrame:
-    out = pred.reset_index(drop=True)
-    out.insert(0, "sample_id", data.ids)
-    out.insert(1, "patient_id", data.ids)
-    out.insert(2, "model", model)
-    out.insert(3, "repeat", repeat)
-    out.insert(4, "fold", fold)
-    out["event"] = data.target["event"].astype(float)
-    out["time"] = data.target["time"]
-    out["binary"] = data.target["binary"]
-    return out
+    truth = pd.DataFrame(
+        {
+            "event": data.target["event"].astype(float),
+            "time": data.target["time"],
+            "binary": data.target["binary"],
+        }
+    )
+    return prediction_frame(
+        pred,
+        truth,
+        sample_id=data.ids,
+        patient_id=data.ids,
+        model=model,
+        repeat=repeat,
+        fold=fold,
+    )
 
 
 def side_by_side(
@@ -213,20 +221,20 @@ def side_by_side(
                 seed=seed,
             )
             deltas[name] = {f"delta_{key}_vs_{baseline}": cmp[f"delta_{key}"]}
-    meta = {
-        "cohort": data.name,
-        "kind": data.kind,
-        "horizon": data.horizon,
-        "n_patients": len(data),
-        "present": data.present.sum().astype(int).to_dict(),
-        "models": models,
-        "drop": list(drop),
-        "generators": list(generators),
-        "n_splits": n_splits,
-        "n_repeats": n_repeats,
-        "seed": seed,
-        "n_boot": n_boot,
-        "fit_seconds": round(fit_s, 2),
-        "surv_times": None if surv_times is None else surv_times.tolist(),
-    }
+    meta = run_provenance(
+        cohort=data.name,
+        kind=data.kind,
+        horizon=data.horizon,
+        n_patients=len(data),
+        present=data.present.sum().astype(int).to_dict(),
+        models=models,
+        drop=list(drop),
+        generators=list(generators),
+        n_splits=n_splits,
+        n_repeats=n_repeats,
+        seed=seed,
+        n_boot=n_boot,
+        fit_seconds=round(fit_s, 2),
+        surv_times=None if surv_times is None else surv_times.tolist(),
+    )
     return FusionResult(predictions, metrics, deltas, meta)

@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from metastat.data.target import Target
 from metastat.errors import InputError, ModelError
 
 
 class BagSource(Protocol):
     """Anything that yields one slide's tile features (and coordinates) by index."""
 
-    slide_ids: list[str]
+    @property
+    def slide_ids(self) -> list[str]: ...
 
     def features(self, i: int) -> np.ndarray: ...
 
@@ -100,23 +102,7 @@ class FileBags:
         return self._load(i)[1]
 
 
-@dataclass
-class Targets:
-    """Outcome per unit: class label, or time + event (+ discrete time bin)."""
-
-    label: np.ndarray | None = None  # int
-    time: np.ndarray | None = None
-    event: np.ndarray | None = None
-
-    def strata(self) -> np.ndarray:
-        """Label used to stratify folds (class, or event indicator)."""
-        return self.label if self.label is not None else np.asarray(self.event, dtype=int)
-
-    def subset(self, idx: np.ndarray) -> Targets:
-        def s(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[idx]
-
-        return Targets(s(self.label), s(self.time), s(self.event))
+Targets = Target  # the one outcome type, metastat.data.target.Target (name kept for callers)
 
 
 @dataclass
@@ -127,7 +113,7 @@ class MILData:
     units: list[list[int]]
     unit_ids: list[str]
     patient_ids: np.ndarray
-    targets: Targets
+    targets: Target
     classes: list[str] = field(default_factory=lambda: ["0", "1"])
 
     def __len__(self) -> int:
@@ -148,8 +134,8 @@ def group_units(
     pids = np.asarray(patient_ids).astype(str)
     if unit == "slide":
         return [[i] for i in range(len(slide_ids))], list(slide_ids), pids
-    order = list(dict.fromkeys(pids))
-    units = [list(np.flatnonzero(pids == p)) for p in order]
+    order = [str(p) for p in dict.fromkeys(pids)]
+    units = [[int(i) for i in np.flatnonzero(pids == p)] for p in order]
     return units, order, np.asarray(order)
 
 
@@ -175,7 +161,10 @@ def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> p
                 f"manifest '{p}' has no 'path' column: pass --features DIR holding "
                 "<slide_id>.h5 files"
             )
-        df["path"] = [str(Path(features_dir) / f"{s}.h5") for s in df["slide_id"]]
+        from metastat.slides.featurestore import open_store
+
+        fs = open_store(features_dir)
+        df["path"] = [str(fs.path_for(str(s))) for s in df["slide_id"]]
     else:
         base = Path(features_dir) if features_dir is not None else p.parent
         df["path"] = [str(q if Path(q).is_absolute() else base / q) for q in df["path"]]

@@ -7,20 +7,18 @@ Loading checks the feature dimension and the encoder of the bags against the che
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from metastat import __version__
 from metastat.atomic import atomic_path, atomic_write
+from metastat.core.provenance import run_provenance
 from metastat.errors import ModelError
 from metastat.mil.infer import Head
-from metastat.mil.models import ModelSpec, build_model
+from metastat.mil.models import ModelSpec, build_model, resolve_params
 
 WEIGHTS, META = "model.safetensors", "mil.json"
 FORMAT = "metastat-mil/1"
@@ -77,13 +75,21 @@ def save_checkpoint(
         "spec": asdict(spec),
         "head": head.to_dict(),
         "encoder": encoder,
-        "metastat": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **run_provenance(),
         **(extra or {}),
     }
     atomic_write(out / META, json.dumps(meta, indent=2, default=str))
     return out
+
+
+def _spec(name: str, raw: dict[str, Any]) -> ModelSpec:
+    """The stored spec; checkpoints from before the registry hold flat hyper-parameters."""
+    if "params" in raw:
+        return ModelSpec(raw["in_dim"], raw["n_out"], raw["params"])
+    from metastat.mil.config import LEGACY_PARAMS
+
+    flat = {LEGACY_PARAMS[k]: v for k, v in raw.items() if k in LEGACY_PARAMS}
+    return ModelSpec(raw["in_dim"], raw["n_out"], resolve_params(name, flat))
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -99,7 +105,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         ) from exc
     if meta.get("format") != FORMAT:
         raise ModelError(f"'{folder / META}' has format {meta.get('format')!r}, expected {FORMAT}")
-    spec = ModelSpec(**meta["spec"])
+    spec = _spec(meta["model"], meta["spec"])
     h = meta["head"]
     head = Head(
         h["task"],

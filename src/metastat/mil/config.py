@@ -7,12 +7,23 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticError
 
 from metastat.errors import InputError
+from metastat.mil.models import MODELS, get_model_entry, resolve_params
 
-ModelName = Literal["mean", "max", "abmil", "clam_sb", "clam_mb", "transmil"]
+# flat keys of configs written before the model registry -> the models' hyper-parameter names
+LEGACY_PARAMS = {
+    "hidden_dim": "hidden_dim",
+    "attention_dim": "attention_dim",
+    "dropout": "dropout",
+    "n_heads": "n_heads",
+    "n_layers": "n_layers",
+    "clam_k": "k",
+    "clam_subtyping": "subtyping",
+    "clam_weight": "instance_weight",
+}
 Task = Literal["binary", "multiclass", "survival"]
 
 
@@ -33,23 +44,23 @@ class MILConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelName = "abmil"
-    baseline: ModelName = "mean"
+    model: str = Field("abmil", description="a registered MIL model (metastat.mil.models)")
+    baseline: str = "mean"
     task: Task = "binary"
     survival_loss: Literal["nll", "cox"] = "nll"
+    cox_ties: Literal["breslow", "efron"] = Field(
+        "breslow", description="tied event times in the Cox partial likelihood"
+    )
     n_time_bins: int = Field(4, ge=2, le=32)
     horizon: float | None = Field(None, gt=0, description="time for prob/binary in survival")
     unit: Literal["patient", "slide"] = Field(
         "patient", description="one bag per patient (slides pooled) or per slide"
     )
-    hidden_dim: int = Field(256, ge=8)
-    attention_dim: int = Field(128, ge=4)
-    dropout: float = Field(0.25, ge=0, lt=1)
-    n_heads: int = Field(4, ge=1)
-    n_layers: int = Field(2, ge=1)
-    clam_k: int = Field(8, ge=1)
-    clam_weight: float = Field(0.3, ge=0, le=1)
-    clam_subtyping: bool = False
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="model hyper-parameters: shared keys (each model takes those it has) and "
+        "a table per model name (e.g. params.clam_sb.k = 8), validated by the model's schema",
+    )
     epochs: int = Field(40, ge=1)
     min_epochs: int = Field(5, ge=0)
     patience: int = Field(8, ge=1)
@@ -66,10 +77,47 @@ class MILConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: default)")
     data: DataConfig = Field(default_factory=DataConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, raw: Any) -> Any:
+        """Flat hyper-parameter keys (``hidden_dim = 64``) become shared ``params`` entries."""
+        if isinstance(raw, dict) and set(raw) & set(LEGACY_PARAMS):
+            raw = dict(raw)
+            params = dict(raw.get("params") or {})
+            for old, new in LEGACY_PARAMS.items():
+                if old in raw:
+                    params.setdefault(new, raw.pop(old))
+            raw["params"] = params
+        return raw
+
+    @field_validator("model", "baseline")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        get_model_entry(name)  # raises naming the known models
+        return name
+
     @model_validator(mode="after")
     def _check(self) -> MILConfig:
         self.min_epochs = min(self.min_epochs, self.epochs)  # a short run stops when it ends
+        tables = {k for k, v in self.params.items() if isinstance(v, dict)}
+        unknown = tables - set(MODELS)
+        if unknown:
+            raise ValueError(f"params for unknown MIL models {sorted(unknown)}")
+        known = {f for e in MODELS.values() for f in e.params.model_fields}
+        stray = set(self.params) - tables - known
+        if stray:
+            raise ValueError(
+                f"params {sorted(stray)} are hyper-parameters of no MIL model "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        for name in {self.model, self.baseline}:
+            self.params_for(name)
         return self
+
+    def params_for(self, name: str) -> dict[str, Any]:
+        """Validated hyper-parameters of model ``name`` (shared keys + its own table)."""
+        shared = {k: v for k, v in self.params.items() if not isinstance(v, dict)}
+        return resolve_params(name, shared, self.params.get(name))
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> MILConfig:

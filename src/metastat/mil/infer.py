@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,12 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import expit
 from torch import nn
 
+from metastat.core.calibration import Calibrator
 from metastat.mil.bags import collate
 from metastat.mil.losses import survival_curve, to_bin
-from metastat.stats import breslow_cumhaz, cumhaz_at, logistic_fit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,24 +75,36 @@ def fit_calibration(
     time_train: np.ndarray | None,
     event_train: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Platt scaling on the validation bags (binary), Breslow baseline hazard (Cox).
+    """Platt scaling on the validation bags (binary), Breslow baseline hazard (Cox), as the JSON
+    form of :class:`metastat.core.calibration.Calibrator` (empty: none).
 
-    Platt's smoothed targets ((n+ + 1) / (n+ + 2), 1 / (n- + 2)) keep the fit finite when the
-    validation bags are perfectly separated, which small validation splits often are.
+    Platt's smoothed targets keep the fit finite when the validation bags are perfectly
+    separated, which small validation splits often are; fewer than 8 bags are not calibrated.
     """
     if head.task == "binary" and label_val is not None:
-        y = np.asarray(label_val, dtype=float)
-        if len(y) >= 8 and 0 < y.sum() < len(y):
-            n_pos, n_neg = y.sum(), len(y) - y.sum()
-            soft = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-            beta = logistic_fit(_score(logits_val, head), soft, np.zeros(len(y)), slope=True)
-            if np.all(np.isfinite(beta)) and beta[1] > 0:
-                return {"method": "platt", "intercept": float(beta[0]), "slope": float(beta[1])}
-    if head.task == "survival" and head.survival_loss == "cox" and time_train is not None:
-        times, cumhaz = breslow_cumhaz(
-            logits_train[:, 0], np.asarray(time_train, float), np.asarray(event_train, bool)
+        cal = Calibrator().fit_platt(
+            _score(logits_val, head), label_val, smooth=True, min_samples=8
         )
-        return {"method": "breslow", "times": times.tolist(), "cumhaz": cumhaz.tolist()}
+        if cal.platt is not None:
+            return cal.to_dict()
+        y = np.asarray(label_val)
+        n_pos = int((y == 1).sum())
+        why = (
+            "needs >= 8 validation bags with both classes"
+            if len(y) < 8 or n_pos in (0, len(y))
+            else "gave a non-increasing fit"
+        )
+        log.warning(
+            "MIL: Platt scaling %s (%d bags, %d positive); probabilities are the model's "
+            "uncalibrated softmax. Raise val_fraction or use more bags",
+            why,
+            len(y),
+            n_pos,
+        )
+    if head.task == "survival" and head.survival_loss == "cox" and time_train is not None:
+        assert event_train is not None
+        cal = Calibrator().fit_cox(logits_train[:, 0], time_train, event_train, fit_slope=False)
+        return cal.to_dict()
     return {}
 
 
@@ -99,12 +113,10 @@ def outputs(logits: np.ndarray, head: Head) -> pd.DataFrame:
     columns for each bag."""
     risk = _score(logits, head)
     out = pd.DataFrame({"risk": risk})
-    cal = head.calibration
+    cal = Calibrator.from_dict(head.calibration) if head.calibration else Calibrator()
     if head.task == "binary":
         p = torch.softmax(torch.from_numpy(logits), 1).numpy()[:, 1]
-        if cal.get("method") == "platt":
-            p = expit(cal["intercept"] + cal["slope"] * risk)
-        out["prob"] = p
+        out["prob"] = cal.probability(risk) if cal.platt is not None else p
     elif head.task == "multiclass":
         p = torch.softmax(torch.from_numpy(logits), 1).numpy()
         for k, c in enumerate(head.classes):
@@ -121,11 +133,7 @@ def outputs(logits: np.ndarray, head: Head) -> pd.DataFrame:
         else:
             out["prob"] = np.nan
     else:
-        if cal.get("method") == "breslow" and head.horizon is not None:
-            h0 = cumhaz_at(np.asarray(cal["times"]), np.asarray(cal["cumhaz"]), head.horizon)[0]
-            out["prob"] = 1.0 - np.exp(-h0 * np.exp(risk))
-        else:
-            out["prob"] = np.nan
+        out["prob"] = cal.probability(risk, head.horizon) if cal.cox_slope is not None else np.nan
     return out
 
 

@@ -3,7 +3,8 @@
 - classification: class-weighted cross-entropy over ``n_classes`` logits (binary = 2 classes);
 - survival ``nll``: discrete-time hazard likelihood over time bins (Zadeh & Schmid 2021), each
   logit a bin's conditional hazard; censored samples contribute survival up to their bin;
-- survival ``cox``: Breslow partial likelihood of a single log-risk within the mini-batch.
+- survival ``cox``: Cox partial likelihood (Breslow ties) of a single log-risk within the
+  mini-batch, from :mod:`metastat.core.cox`.
 """
 
 from __future__ import annotations
@@ -48,16 +49,6 @@ def nll_survival(
     if alpha > 0:
         loss = (1 - alpha) * loss + alpha * event * uncensored
     return loss.mean()
-
-
-def cox_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
-    """Negative Breslow partial log-likelihood of ``risk`` (log hazard ratio) in the batch."""
-    if event.sum() == 0:
-        return risk.sum() * 0.0
-    order = torch.argsort(time, descending=True)
-    r, e = risk[order], event[order]
-    log_cum = torch.logcumsumexp(r, dim=0)
-    return -((r - log_cum) * e).sum() / e.sum()
 
 
 def survival_curve(logits: torch.Tensor) -> torch.Tensor:

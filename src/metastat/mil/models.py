@@ -1,22 +1,27 @@
 """MIL models over padded, masked bags of tile features: (B, N, D) + mask (B, N) -> logits.
 
-Registry: ``mean`` / ``max`` pooling baselines, ``abmil`` (gated attention, Ilse et al. 2018),
-``clam_sb`` / ``clam_mb`` (attention with instance-level clustering, Lu et al. 2021; written from
-the paper, not from the GPL code) and ``transmil`` (Shao et al. 2021: class token, transformer
-layers with a convolutional position encoding; exact softmax attention instead of Nyström).
+Registry (:func:`register_mil_model`, like the encoder registry): each model is declared once,
+with its pydantic hyper-parameters (unknown keys rejected): ``mean`` / ``max`` pooling
+baselines, ``abmil`` (gated attention, Ilse et al. 2018), ``clam_sb`` / ``clam_mb`` (attention
+with instance-level clustering, Lu et al. 2021; written from the paper, not from the GPL code)
+and ``transmil`` (Shao et al. 2021: class token, transformer layers with a convolutional
+position encoding; exact softmax attention instead of Nyström).
 Every model returns :class:`MILOutput` with per-tile scores for heatmaps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticError
 from torch import nn
 
-from metastat.errors import UnknownNameError, did_you_mean
+from metastat.errors import InputError, lookup
 
 
 @dataclass
@@ -28,19 +33,98 @@ class MILOutput:
     instance_loss: torch.Tensor | None = None
 
 
+class MILParams(BaseModel):
+    """Hyper-parameters every MIL model takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden_dim: int = Field(256, ge=8, description="tile embedding width")
+    dropout: float = Field(0.25, ge=0, lt=1)
+
+
+class AttentionParams(MILParams):
+    """Gated-attention pooling (ABMIL)."""
+
+    attention_dim: int = Field(128, ge=4)
+
+
+class CLAMParams(AttentionParams):
+    """CLAM: attention + instance clustering on the ``k`` most / least attended tiles."""
+
+    k: int = Field(8, ge=1, description="tiles per side for the instance loss")
+    subtyping: bool = Field(False, description="mutually exclusive classes")
+    instance_weight: float = Field(0.3, ge=0, le=1, description="weight of the instance loss")
+
+
+class TransMILParams(MILParams):
+    """TransMIL: self-attention layers around a position encoding."""
+
+    n_heads: int = Field(4, ge=1)
+    n_layers: int = Field(2, ge=1)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Hyper-parameters shared by every MIL model."""
+    """What builds a model: input width, outputs and its (raw) hyper-parameters."""
 
     in_dim: int
     n_out: int
-    hidden_dim: int = 256
-    attention_dim: int = 128
-    dropout: float = 0.25
-    n_heads: int = 4
-    n_layers: int = 2
-    clam_k: int = 8
-    clam_subtyping: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MILModelEntry:
+    """A registered MIL model: builder ``f(in_dim, n_out, params) -> nn.Module``."""
+
+    name: str
+    build: Callable[[int, int, Any], nn.Module]
+    params: type[MILParams]
+    description: str = ""
+
+
+MODELS: dict[str, MILModelEntry] = {}
+
+
+def register_mil_model(
+    name: str, params: type[MILParams] = MILParams, description: str = ""
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a model class or builder ``(in_dim, n_out, params)`` as ``name``."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        doc = description or (fn.__doc__ or "").strip().splitlines()[0]
+        MODELS[name] = MILModelEntry(name, fn, params, doc)
+        return fn
+
+    return deco
+
+
+def get_model_entry(name: str) -> MILModelEntry:
+    """The registry entry of ``name`` (error naming the known models otherwise)."""
+    return lookup(MODELS, name, "MIL model")
+
+
+def model_params(name: str, raw: Mapping[str, Any] | None = None) -> MILParams:
+    """``raw`` validated as the hyper-parameters of model ``name``; an unknown key or a bad
+    value is an :class:`InputError` naming the model, the key and what it takes."""
+    entry = get_model_entry(name)
+    try:
+        return entry.params.model_validate(dict(raw or {}))
+    except PydanticError as exc:
+        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise InputError(
+            f"MIL model {name!r} hyper-parameters: {'; '.join(lines)} "
+            f"(it takes {', '.join(entry.params.model_fields)})"
+        ) from exc
+
+
+def resolve_params(
+    name: str, shared: Mapping[str, Any], own: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Hyper-parameters of ``name``: the ``shared`` keys it takes, overridden by its ``own``
+    (which must all be its own); validated, as plain JSON values."""
+    fields = get_model_entry(name).params.model_fields
+    merged = {k: v for k, v in shared.items() if k in fields} | dict(own or {})
+    return model_params(name, merged).model_dump()
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -50,18 +134,17 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class _Embed(nn.Sequential):
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__(
-            nn.Linear(spec.in_dim, spec.hidden_dim), nn.ReLU(), nn.Dropout(spec.dropout)
-        )
+    def __init__(self, in_dim: int, p: MILParams) -> None:
+        super().__init__(nn.Linear(in_dim, p.hidden_dim), nn.ReLU(), nn.Dropout(p.dropout))
 
 
+@register_mil_model("mean")
 class MeanPool(nn.Module):
     """Masked mean of embedded tiles, then a linear head (uniform attention)."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, in_dim: int, n_out: int, p: MILParams) -> None:
         super().__init__()
-        self.embed, self.head = _Embed(spec), nn.Linear(spec.hidden_dim, spec.n_out)
+        self.embed, self.head = _Embed(in_dim, p), nn.Linear(p.hidden_dim, n_out)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
@@ -71,12 +154,9 @@ class MeanPool(nn.Module):
         return MILOutput(self.head((w.unsqueeze(-1) * h).sum(1)), w)
 
 
-class MaxPool(nn.Module):
+@register_mil_model("max")
+class MaxPool(MeanPool):
     """Per-tile logits, max over tiles per output (the tile score is its last-output logit)."""
-
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__()
-        self.embed, self.head = _Embed(spec), nn.Linear(spec.hidden_dim, spec.n_out)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
@@ -100,14 +180,15 @@ class GatedAttention(nn.Module):
         return self.w(self.v(h) * self.u(h)).transpose(1, 2)  # (B, branches, N)
 
 
+@register_mil_model("abmil", AttentionParams)
 class ABMIL(nn.Module):
     """Gated-attention MIL: attention-weighted mean of tile embeddings, linear head."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, in_dim: int, n_out: int, p: AttentionParams) -> None:
         super().__init__()
-        self.embed = _Embed(spec)
-        self.attn = GatedAttention(spec.hidden_dim, spec.attention_dim, 1, spec.dropout)
-        self.head = nn.Linear(spec.hidden_dim, spec.n_out)
+        self.embed = _Embed(in_dim, p)
+        self.attn = GatedAttention(p.hidden_dim, p.attention_dim, 1, p.dropout)
+        self.head = nn.Linear(p.hidden_dim, n_out)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
@@ -120,22 +201,22 @@ class ABMIL(nn.Module):
 class CLAM(nn.Module):
     """CLAM: gated attention (one branch, or one per output) + instance clustering loss.
 
-    During training with a class label, the ``clam_k`` most- and least-attended tiles of the true
+    During training with a class label, the ``k`` most- and least-attended tiles of the true
     class's branch get pseudo-labels 1 / 0 for that class's instance classifier; with
-    ``clam_subtyping`` the other classes' top tiles are pushed to 0 (mutually exclusive classes).
+    ``subtyping`` the other classes' top tiles are pushed to 0 (mutually exclusive classes).
     """
 
-    def __init__(self, spec: ModelSpec, multi_branch: bool) -> None:
+    def __init__(self, in_dim: int, n_out: int, p: CLAMParams, multi_branch: bool) -> None:
         super().__init__()
-        self.spec, self.multi = spec, multi_branch
-        self.embed = _Embed(spec)
-        branches = spec.n_out if multi_branch else 1
-        self.attn = GatedAttention(spec.hidden_dim, spec.attention_dim, branches, spec.dropout)
+        self.p, self.n_out, self.multi = p, n_out, multi_branch
+        self.embed = _Embed(in_dim, p)
+        branches = n_out if multi_branch else 1
+        self.attn = GatedAttention(p.hidden_dim, p.attention_dim, branches, p.dropout)
         if multi_branch:  # one scalar classifier per class on its own attention pooling
-            self.heads = nn.ModuleList(nn.Linear(spec.hidden_dim, 1) for _ in range(spec.n_out))
+            self.heads = nn.ModuleList(nn.Linear(p.hidden_dim, 1) for _ in range(n_out))
         else:
-            self.head = nn.Linear(spec.hidden_dim, spec.n_out)
-        self.instance = nn.ModuleList(nn.Linear(spec.hidden_dim, 2) for _ in range(spec.n_out))
+            self.head = nn.Linear(p.hidden_dim, n_out)
+        self.instance = nn.ModuleList(nn.Linear(p.hidden_dim, 2) for _ in range(n_out))
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
@@ -158,17 +239,17 @@ class CLAM(nn.Module):
         losses = []
         for b in range(h.shape[0]):
             n = int(mask[b].sum())
-            k = min(self.spec.clam_k, n // 2)
+            k = min(self.p.k, n // 2)
             if k < 1:
                 continue
-            for c in range(self.spec.n_out):
+            for c in range(self.n_out):
                 att = a[b, c if self.multi else 0, :n]
                 top = torch.topk(att, k).indices
                 if c == int(y[b]):
                     bottom = torch.topk(-att, k).indices
                     idx = torch.cat([top, bottom])
                     target = torch.cat([torch.ones(k), torch.zeros(k)]).long()
-                elif self.spec.clam_subtyping:
+                elif self.p.subtyping:
                     idx, target = top, torch.zeros(k, dtype=torch.long)
                 else:
                     continue
@@ -206,20 +287,21 @@ class _Block(nn.Module):
         return t + out, w
 
 
+@register_mil_model("transmil", TransMILParams)
 class TransMIL(nn.Module):
-    """Class token + two self-attention layers around a PPEG position encoding."""
+    """TransMIL: class token + self-attention layers around a PPEG position encoding."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, in_dim: int, n_out: int, p: TransMILParams) -> None:
         super().__init__()
-        self.embed = _Embed(spec)
-        self.cls = nn.Parameter(torch.zeros(1, 1, spec.hidden_dim))
+        self.embed = _Embed(in_dim, p)
+        self.cls = nn.Parameter(torch.zeros(1, 1, p.hidden_dim))
         nn.init.normal_(self.cls, std=0.02)
         self.blocks = nn.ModuleList(
-            _Block(spec.hidden_dim, spec.n_heads, spec.dropout) for _ in range(spec.n_layers)
+            _Block(p.hidden_dim, p.n_heads, p.dropout) for _ in range(p.n_layers)
         )
-        self.ppeg = PPEG(spec.hidden_dim)
-        self.norm = nn.LayerNorm(spec.hidden_dim)
-        self.head = nn.Linear(spec.hidden_dim, spec.n_out)
+        self.ppeg = PPEG(p.hidden_dim)
+        self.norm = nn.LayerNorm(p.hidden_dim)
+        self.head = nn.Linear(p.hidden_dim, n_out)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor | None = None
@@ -256,21 +338,19 @@ class TransMIL(nn.Module):
         return MILOutput(logits, attention)
 
 
-MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
-    "mean": MeanPool,
-    "max": MaxPool,
-    "abmil": ABMIL,
-    "clam_sb": lambda s: CLAM(s, multi_branch=False),
-    "clam_mb": lambda s: CLAM(s, multi_branch=True),
-    "transmil": TransMIL,
-}
+@register_mil_model("clam_sb", CLAMParams)
+def _clam_sb(in_dim: int, n_out: int, p: CLAMParams) -> nn.Module:
+    """CLAM single-branch: one attention branch shared by the classes + instance loss."""
+    return CLAM(in_dim, n_out, p, multi_branch=False)
+
+
+@register_mil_model("clam_mb", CLAMParams)
+def _clam_mb(in_dim: int, n_out: int, p: CLAMParams) -> nn.Module:
+    """CLAM multi-branch: one attention branch and classifier per class + instance loss."""
+    return CLAM(in_dim, n_out, p, multi_branch=True)
 
 
 def build_model(name: str, spec: ModelSpec) -> nn.Module:
-    """Instantiate a registered MIL model."""
-    if name not in MODELS:
-        raise UnknownNameError(
-            f"unknown MIL model {name!r}.{did_you_mean(name, list(MODELS))} "
-            f"Known: {', '.join(MODELS)}"
-        )
-    return MODELS[name](spec)
+    """Instantiate a registered MIL model (hyper-parameters validated for that model)."""
+    entry = get_model_entry(name)
+    return entry.build(spec.in_dim, spec.n_out, model_params(name, spec.params))

@@ -157,16 +157,16 @@ def write_cohort(gen: PlantedBags, out_dir: str | Path, slides_per_patient: int 
     import pandas as pd
 
     from metastat.atomic import atomic_write
-    from metastat.slides.store import write_features
+    from metastat.slides.featurestore import HDF5Store
 
     out = Path(out_dir)
+    feature_store = HDF5Store(out / "features")
     rows = []
     patient_label = _patient_labels(gen.labels, slides_per_patient)
     for i, sid in enumerate(gen.slide_ids):
         x, xy, inst = gen.generate(i)
-        path = write_features(
-            out / "features" / f"{sid}.h5",
-            slide_id=sid,
+        path = feature_store.write(
+            sid,
             features=x,
             coords_px0=xy,
             mpp=0.5,

@@ -12,7 +12,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,12 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metastat.core.calibration import median_cut
+from metastat.core.cox import cox_nll
+from metastat.core.provenance import run_provenance
+from metastat.data.target import Target
+from metastat.evaluate.predictions import prediction_frame
 from metastat.evaluate.splits import Split, patient_kfold, train_validation_split
 from metastat.evaluate.summary import compare, metrics_json, summarise
-from metastat.mil.bags import MILData, Targets, collate, subsample
+from metastat.mil.bags import MILData, collate, subsample
 from metastat.mil.config import MILConfig
 from metastat.mil.infer import Head, fit_calibration, outputs, predict_logits
-from metastat.mil.losses import class_weights, cox_loss, nll_survival, time_bins, to_bin
+from metastat.mil.losses import class_weights, nll_survival, time_bins, to_bin
 from metastat.mil.models import ModelSpec, build_model
 
 
@@ -39,7 +44,7 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
         torch.set_num_threads(threads)
 
 
-def make_head(config: MILConfig, targets: Targets, classes: list[str]) -> Head:
+def make_head(config: MILConfig, targets: Target, classes: list[str]) -> Head:
     """Output layout for the task; survival bins from the training targets."""
     edges = None
     if config.task == "survival" and config.survival_loss == "nll":
@@ -54,19 +59,9 @@ def make_head(config: MILConfig, targets: Targets, classes: list[str]) -> Head:
     )
 
 
-def model_spec(config: MILConfig, in_dim: int, head: Head) -> ModelSpec:
-    """Model hyper-parameters from the config."""
-    return ModelSpec(
-        in_dim=in_dim,
-        n_out=head.n_out,
-        hidden_dim=config.hidden_dim,
-        attention_dim=config.attention_dim,
-        dropout=config.dropout,
-        n_heads=config.n_heads,
-        n_layers=config.n_layers,
-        clam_k=config.clam_k,
-        clam_subtyping=config.clam_subtyping,
-    )
+def model_spec(config: MILConfig, in_dim: int, head: Head, name: str | None = None) -> ModelSpec:
+    """The spec of model ``name`` (default ``config.model``): its validated hyper-parameters."""
+    return ModelSpec(in_dim, head.n_out, config.params_for(name or config.model))
 
 
 @dataclass
@@ -84,21 +79,22 @@ class FitResult:
 
 
 class _Loss:
-    def __init__(self, config: MILConfig, head: Head, targets: Targets) -> None:
+    def __init__(self, config: MILConfig, head: Head, targets: Target) -> None:
         self.config, self.head = config, head
         self.weight = None
         if head.task != "survival" and config.class_weighting:
             assert targets.label is not None
             self.weight = class_weights(targets.label, head.n_out)
 
-    def __call__(self, logits: torch.Tensor, t: Targets) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, t: Target) -> torch.Tensor:
         if self.head.task != "survival":
             y = torch.as_tensor(t.label, dtype=torch.long)
             return F.cross_entropy(logits, y, weight=self.weight)
         assert t.time is not None and t.event is not None
         event = torch.as_tensor(t.event, dtype=torch.float32)
         if self.head.survival_loss == "cox":
-            return cox_loss(logits[:, 0], torch.as_tensor(t.time, dtype=torch.float32), event)
+            time = torch.as_tensor(t.time, dtype=torch.float32)
+            return cox_nll(logits[:, 0], time, event, self.config.cox_ties)
         bins = torch.as_tensor(to_bin(t.time, np.asarray(self.head.edges)), dtype=torch.long)
         return nll_survival(logits, bins, event)
 
@@ -116,7 +112,7 @@ def fit(
     seed_everything(seed, config.threads)
     t0 = time.perf_counter()
     head = make_head(config, data.targets.subset(train), data.classes)
-    spec = model_spec(config, data.dim(), head)
+    spec = model_spec(config, data.dim(), head, model_name)
     model = build_model(model_name, spec)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = _Loss(config, head, data.targets.subset(train))
@@ -127,7 +123,10 @@ def fit(
     if head.task == "survival" and head.survival_loss == "cox":
         bs = max(bs, 8)  # a partial likelihood needs several bags per step
     for epoch in range(config.epochs):
-        losses = run_epoch(model, opt, loss_fn, data, rng.permutation(train), config, rng, bs)
+        losses = run_epoch(
+            model, opt, loss_fn, data, rng.permutation(train), config, rng, bs,
+            instance_weight=spec.params.get("instance_weight", 0.0),
+        )  # fmt: skip
         val_loss = _eval_loss(model, val_bags, data.targets.subset(val), loss_fn)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
         if val_loss < best - 1e-6 or best_state is None:
@@ -162,8 +161,11 @@ def run_epoch(
     config: MILConfig,
     rng: np.random.Generator,
     batch_size: int,
+    *,
+    instance_weight: float = 0.0,
 ) -> list[float]:
-    """One pass over the units in ``order`` in padded, masked mini-batches; batch losses."""
+    """One pass over the units in ``order`` in padded, masked mini-batches; batch losses.
+    ``instance_weight`` mixes in a model's instance loss (CLAM)."""
     model.train()
     losses = []
     for start in range(0, len(order), batch_size):
@@ -175,7 +177,7 @@ def run_epoch(
         out = model(x, mask, y)
         loss = loss_fn(out.logits, t)
         if out.instance_loss is not None:
-            loss = (1 - config.clam_weight) * loss + config.clam_weight * out.instance_loss
+            loss = (1 - instance_weight) * loss + instance_weight * out.instance_loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -183,7 +185,7 @@ def run_epoch(
     return losses
 
 
-def _eval_loss(model: nn.Module, bags: list[np.ndarray], t: Targets, loss_fn: _Loss) -> float:
+def _eval_loss(model: nn.Module, bags: list[np.ndarray], t: Target, loss_fn: _Loss) -> float:
     if not bags:
         return float("nan")
     logits = torch.from_numpy(predict_logits(model, bags)).float()
@@ -200,28 +202,6 @@ def split_validation(
     return train[tr], train[va]
 
 
-def _truth(data: MILData, idx: np.ndarray, horizon: float | None) -> pd.DataFrame:
-    t = data.targets.subset(idx)
-    if t.label is not None:
-        binary = t.label.astype(float) if len(data.classes) == 2 else np.full(len(idx), np.nan)
-        return pd.DataFrame(
-            {
-                "event": np.nan,
-                "time": np.nan,
-                "binary": binary,
-                "label": [data.classes[k] for k in t.label],
-            }
-        )
-    assert t.time is not None and t.event is not None
-    binary = np.full(len(idx), np.nan)
-    if horizon is not None:
-        binary = np.where(
-            t.time <= horizon, t.event.astype(float), np.where(t.time > horizon, 0.0, np.nan)
-        )
-        binary[(t.time <= horizon) & (t.event == 0)] = np.nan
-    return pd.DataFrame({"event": t.event.astype(float), "time": t.time, "binary": binary})
-
-
 def prediction_rows(
     fitres: FitResult,
     data: MILData,
@@ -236,17 +216,18 @@ def prediction_rows(
     train_risk = outputs(
         predict_logits(fitres.model, [data.bag(int(u)) for u in train]), fitres.head
     )["risk"]
-    out["high_risk"] = out["risk"] > float(np.median(train_risk))
-    out.insert(0, "sample_id", [data.unit_ids[int(u)] for u in test])
-    out.insert(1, "patient_id", data.patient_ids[test])
-    out.insert(2, "model", fitres.name)
-    out.insert(3, "repeat", repeat)
-    out.insert(4, "fold", fold)
-    out.insert(5, "seed", fitres.seed)
-    truth = _truth(data, test, horizon)
-    for col in truth.columns:
-        out[col] = truth[col].to_numpy()
-    return out
+    out["high_risk"] = out["risk"] > median_cut(train_risk.to_numpy())
+    truth = replace(data.targets.subset(test), classes=tuple(data.classes), horizon=horizon)
+    return prediction_frame(
+        out,
+        truth.truth(),
+        sample_id=[data.unit_ids[int(u)] for u in test],
+        patient_id=data.patient_ids[test],
+        model=fitres.name,
+        repeat=repeat,
+        fold=fold,
+        seed=fitres.seed,
+    )
 
 
 FoldCallback = Callable[[FitResult, Split], None]
@@ -267,7 +248,8 @@ def cross_validate(
     """
     names = models or list(dict.fromkeys([config.model, config.baseline]))
     strata = data.targets.strata()
-    rows, timings = [], {n: [] for n in names}
+    rows: list[pd.DataFrame] = []
+    timings: dict[str, list[float]] = {n: [] for n in names}
     for r, seed in enumerate(config.seeds):
         splits = patient_kfold(data.patient_ids, strata, n_splits=config.n_splits, seed=seed)
         for split in splits:
@@ -361,29 +343,22 @@ def train_final(config: MILConfig, data: MILData) -> FitResult:
 
 def run_meta(config: MILConfig, data: MILData, **extra: Any) -> dict[str, Any]:
     """Provenance of a run (config, cohort size, versions, seeds)."""
-    import platform
-
-    from metastat import __version__
-
-    return {
-        "kind": "cv",
-        "model": config.model,
-        "baseline": config.baseline,
-        "task": config.task,
-        "outcome": config.data.label
+    return run_provenance(
+        kind="cv",
+        model=config.model,
+        baseline=config.baseline,
+        task=config.task,
+        outcome=config.data.label
         if config.task != "survival"
         else f"{config.data.time}/{config.data.event}",
-        "n_splits": config.n_splits,
-        "n_repeats": len(config.seeds),
-        "seeds": config.seeds,
-        "n_boot": config.n_boot,
-        "n_samples": len(data),
-        "n_patients": len(np.unique(data.patient_ids)),
-        "unit": config.unit,
-        "classes": data.classes,
-        "metastat": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "config": config.model_dump(mode="json"),
+        n_splits=config.n_splits,
+        n_repeats=len(config.seeds),
+        seeds=config.seeds,
+        n_boot=config.n_boot,
+        n_samples=len(data),
+        n_patients=len(np.unique(data.patient_ids)),
+        unit=config.unit,
+        classes=data.classes,
+        config=config.model_dump(mode="json"),
         **extra,
-    }
+    )

@@ -67,9 +67,9 @@ def figures_of(run_dir: Path) -> list[tuple[str, Figure]]:
 def write_report(run_dir: str | Path, out: str | Path, *, pdf: bool = False) -> Path:
     """Render ``out`` (HTML with embedded figures) from ``run_dir``; optionally ``out``.pdf."""
     run_dir, out = Path(run_dir), Path(out)
-    for f in ("predictions.csv", "metrics.json", "run.json"):
-        if not (run_dir / f).exists():
-            raise InputError(f"{run_dir}: missing {f}; is this an `evaluate --out` folder?")
+    for name in ("predictions.csv", "metrics.json", "run.json"):
+        if not (run_dir / name).exists():
+            raise InputError(f"{run_dir}: missing {name}; is this an `evaluate --out` folder?")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     meta = json.loads((run_dir / "run.json").read_text())
     figs = figures_of(run_dir)

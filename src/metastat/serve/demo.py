@@ -53,7 +53,7 @@ def build_mil_checkpoint(
     from metastat.mil.models import ModelSpec, build_model
 
     torch.manual_seed(0)
-    spec = ModelSpec(in_dim=in_dim, n_out=2, hidden_dim=64, attention_dim=32)
+    spec = ModelSpec(in_dim=in_dim, n_out=2, params={"hidden_dim": 64, "attention_dim": 32})
     model = build_model("abmil", spec)
     note = "untrained demo weights: the heatmap shows the mechanics, not biology"
     return save_checkpoint(

@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from metastat import __version__
+from metastat.core.provenance import weights_digest
 from metastat.slides.coords import no_tissue, plan_slide, qc_path, record_problems
 from metastat.slides.encoders import TileEncoder, create_encoder
 from metastat.slides.extract import embed_grid
@@ -59,7 +60,7 @@ class ProcessConfig(BaseModel):
             "tiling": self.tiling.model_dump(),
             "tissue": self.tissue.model_dump(),
             "encoder": self.encoder,
-            "weights": Path(self.encoder_weights).name if self.encoder_weights else None,
+            "weights": weights_digest(self.encoder_weights),  # identity, not file name
             "encoder_input_px": self.encoder_input_px,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

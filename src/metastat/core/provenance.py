@@ -1,0 +1,75 @@
+"""File checksums and run provenance: one implementation for bundles, feature files and runs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+from contextlib import suppress
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (large weights files never sit in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike[str], digest: str | None) -> bool:
+    """Whether ``path`` exists and has SHA-256 ``digest``."""
+    p = Path(path)
+    return digest is not None and p.is_file() and sha256_file(p) == digest
+
+
+@lru_cache(maxsize=64)
+def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def weights_digest(path: str | os.PathLike[str] | None) -> str | None:
+    """SHA-256 of a weights file, cached per (path, size, mtime): the identity of the weights,
+    not their file name (two files named ``model.bin`` are not the same encoder)."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    st = p.stat()
+    return _cached_digest(str(p), st.st_size, st.st_mtime_ns)
+
+
+def versions() -> dict[str, str]:
+    """Versions of metastat, Python and the numerical libraries in use (torch when loaded)."""
+    import numpy as np
+    import pandas as pd
+    import sklearn
+
+    from metastat import __version__
+
+    out = {
+        "metastat": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+    for dist in ("scikit-survival", "anndata"):  # core dependencies, by distribution name
+        with suppress(PackageNotFoundError):
+            out[dist] = version(dist)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch"] = str(torch.__version__)
+    return out
+
+
+def run_provenance(**extra: Any) -> dict[str, Any]:
+    """What a run or saved model records about how it was made: versions plus ``extra``
+    (config, seeds, cohort, input digests)."""
+    return {**versions(), "platform": platform.platform(terse=True), **extra}
