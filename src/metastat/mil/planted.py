@@ -117,8 +117,8 @@ class BagDesign:
 
     n_patients: int = 40
     slides_per_patient: int = 3
-    n_tiles: tuple[int, int] = (24, 48)
-    witness_rate: tuple[float, float] = (0.05, 0.15)  # tumour fraction of a positive slide
+    n_tiles: tuple[int, int] = (32, 64)
+    witness_rate: tuple[float, float] = (0.02, 0.10)  # tumour fraction of a positive slide
     positive_fraction: float = 0.5  # of patients
     seed: int = 0
 
