@@ -11,6 +11,7 @@ tile-level logistic probe (train tiles -> test tiles) shows how far the tiles th
 transfer, and the attention's localisation AUC on positive test slides.
 
 Usage: python benchmarks/bench_mil_heldout.py [--out /work/artifacts/mil/heldout] [--seeds 0,1]
+       [--arms raw,macenko,reinhard,raw+hed_aug] [--quick]
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=30, help="patients per side (3 slides each)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--n-boot", type=int, default=400)
+    ap.add_argument("--quick", action="store_true", help="seed 0, raw + macenko, 200 replicates")
     args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.arms, args.n_boot = "0", "raw,macenko", 200
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tiles = load_tiles()
