@@ -1,6 +1,7 @@
 """Heatmap render time on real slides, plus the two real TCGA feature bags.
 
-1. Trains ABMIL on planted real-tile bags (EfficientNet-Lite0, 1,280-d) and renders attention
+1. Trains ABMIL on bags of real tile embeddings (metastat.mil.planted; EfficientNet-Lite0,
+   1,280-d) and renders attention
    heatmaps on the thumbnails of the two real slides (features from the slides pipeline), with
    top/bottom tile crops and QuPath GeoJSON; times each render (slide open + thumbnail + scoring
    + PNG + GeoJSON + crops).
@@ -24,7 +25,7 @@ from metastat.mil.bags import ArrayBags, MILData, Targets
 from metastat.mil.checkpoint import load_checkpoint, save_checkpoint
 from metastat.mil.config import MILConfig
 from metastat.mil.heatmap import slide_heatmap
-from metastat.mil.planted import PlantedBags, load_pools, planted_data
+from metastat.mil.planted import BagDesign, load_tiles, make_bags, mil_data
 from metastat.mil.train import FitResult, train_final
 from metastat.slides.store import load_bag
 
@@ -55,11 +56,11 @@ def main() -> None:
     cfg = MILConfig(
         model="abmil", hidden_dim=64, attention_dim=32, epochs=12, lr=1e-3, threads=1, seeds=[0]
     )
-    pools = load_pools()
-    gen = PlantedBags(pools, n_bags=120, n_tiles=(100, 200), seed=7)
+    tiles = load_tiles()
+    bags = make_bags(tiles, np.arange(len(tiles)), BagDesign(n_patients=40, seed=7), "heatmap")
     t0 = time.perf_counter()
-    res = train_final(cfg, planted_data(gen))
-    ck_dir = _save(res, out / "planted_abmil_model", pools.encoder)
+    res = train_final(cfg, mil_data(tiles, bags)[0])
+    ck_dir = _save(res, out / "planted_abmil_model", tiles.encoder)
     report["planted_model_train_seconds"] = round(time.perf_counter() - t0, 1)
     ck = load_checkpoint(ck_dir)
     for name in SLIDES:
@@ -90,7 +91,7 @@ def main() -> None:
     n = 50_000
     side = int(np.ceil(np.sqrt(n)))
     rng = np.random.default_rng(0)
-    x = pools.background[rng.integers(len(pools.background), size=n)]
+    x = tiles.features["none"][rng.integers(len(tiles), size=n)]
     xy = np.stack([np.arange(n) % side, np.arange(n) // side], 1).astype(np.int64) * 448
     r = slide_heatmap(
         ck,

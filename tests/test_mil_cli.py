@@ -10,7 +10,14 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from metastat.cli.main import app
-from metastat.mil.planted import PlantedBags, load_pools, write_cohort
+from metastat.mil.planted import (
+    BagDesign,
+    bag_features,
+    load_tiles,
+    make_bags,
+    split_tiles,
+    write_cohort,
+)
 from metastat.slides import open_slide
 from metastat.slides.store import write_features
 
@@ -25,8 +32,12 @@ def _ok(args: list[str]) -> str:
 
 
 def test_train_predict_heatmap_report(tmp_path: Path) -> None:
-    gen = PlantedBags(load_pools(), n_bags=24, n_tiles=(20, 40), witness_rate=(0.1, 0.1), seed=5)
-    manifest = write_cohort(gen, tmp_path / "cohort", slides_per_patient=2)
+    tiles = load_tiles()
+    design = BagDesign(
+        n_patients=12, slides_per_patient=2, n_tiles=(20, 40), witness_rate=(0.1, 0.1), seed=5
+    )
+    bags = make_bags(tiles, split_tiles(tiles, "spatial")[0], design, "cli")
+    manifest = write_cohort(tiles, bags, tmp_path / "cohort")
     cfg = tmp_path / "mil.toml"
     cfg.write_text(
         "hidden_dim = 16\nattention_dim = 8\nepochs = 3\nmin_epochs = 1\nn_boot = 20\nthreads = 1\n"
@@ -79,7 +90,7 @@ def test_train_predict_heatmap_report(tmp_path: Path) -> None:
     w, h = open_slide(slide_path).dimensions_px0
     xs, ys = np.meshgrid(np.arange(0, w - 224, 224), np.arange(0, h - 224, 224))
     xy = np.stack([xs.ravel(), ys.ravel()], 1)
-    x = gen.generate(0)[0]
+    x = bag_features(tiles, bags)[0]
     x = x[np.arange(len(xy)) % len(x)]
     bag = write_features(
         tmp_path / "cmu.h5",

@@ -296,3 +296,32 @@ def report(
     from metastat.mil.report import write_report
 
     typer.echo(f"report: {write_report(run_dir, out, heatmaps or None)}")
+
+
+@app.command()
+def planted(
+    out: Path = OutOpt,
+    held_out: str = typer.Option(
+        "site:hgsc", "--held-out", help="site:hgsc, site:carcinoma_skin or spatial."
+    ),
+    stain: str = typer.Option("none", "--stain", help="none, macenko or reinhard embeddings."),
+    patients: int = typer.Option(
+        20, "--patients", min=4, help="Patients per side (3 slides each)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bag draw."),
+) -> None:
+    """Write a small labelled MIL cohort of real H&E tile embeddings (shipped with metastat):
+    OUT/manifest.csv (training slides) and OUT/heldout.csv (slides from sources never seen in
+    training), feature files in OUT/features. For trying the MIL commands; it validates the
+    machinery, not lymph-node metastasis prediction."""
+    from metastat.mil.planted import BagDesign, load_tiles, make_bags, split_tiles, write_cohort
+
+    tiles = load_tiles()
+    design = BagDesign(n_patients=patients, seed=seed)
+    train_tiles, test_tiles = split_tiles(tiles, held_out)
+    tiles.variant(stain)  # a clear error before anything is written
+    written = {}
+    for name, pool, prefix in (("manifest", train_tiles, "train"), ("heldout", test_tiles, "test")):
+        bags = make_bags(tiles, pool, design, f"{held_out.replace(':', '_')}-{prefix}")
+        written[name] = write_cohort(tiles, bags, out, stain, name)
+    typer.echo(json.dumps({k: str(v) for k, v in written.items()}, indent=2))

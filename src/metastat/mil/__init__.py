@@ -2,7 +2,7 @@
 
 Models (:mod:`~metastat.mil.models`), training and patient-grouped CV (:mod:`~metastat.mil.train`),
 safetensors checkpoints (:mod:`~metastat.mil.checkpoint`), inference (:mod:`~metastat.mil.infer`),
-heatmaps (:mod:`~metastat.mil.heatmap`) and the planted-witness benchmark
+heatmaps (:mod:`~metastat.mil.heatmap`) and the held-out-source benchmark on real tiles
 (:mod:`~metastat.mil.planted`).
 """
 
