@@ -440,7 +440,7 @@ def predict(
     key = gene_key or manifest.get("gene_key", "symbol")
     _validate_choice(key, GENE_KEYS, "--gene-key")
     raw = cohort_from_options(dataset, expression, genes=genes)
-    cohort = collapse_genes(raw, key)
+    cohort = collapse_genes(raw, key)  # type: ignore[arg-type]
     x = expression_frame(cohort)
     missing = est.preprocessor_.missing_genes(x)
     warnings = est.preprocessor_.check_scale(x)

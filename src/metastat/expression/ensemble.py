@@ -78,7 +78,7 @@ class SignatureEnsemble(BaseEstimator):
         self.head_ = (
             CoxNetCV(seed=self.seed) if self.head == "cox" else LogisticCV(seed=self.seed)
         ).fit(z, y, groups)
-        self.oof_risk_ = self.head_.oof_risk_
+        self.oof_risk_: np.ndarray = np.asarray(self.head_.oof_risk_, dtype=float)
         # the whole model is linear in genes: risk = x @ coef_ + offset_
         self.coef_ = weights @ (self.head_.coef_ / self.score_sd_)
         self.offset_ = float(

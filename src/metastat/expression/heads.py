@@ -91,7 +91,8 @@ class CoxNetCV(BaseEstimator):
             k = int(np.nanargmax(scores))
             if scores[k] > best[0]:
                 best = (scores[k], l1, alphas, k, oof[:, k])  # type: ignore[assignment]
-        self.inner_c_, self.l1_ratio_, alphas, k, self.oof_risk_ = best  # type: ignore[misc]
+        self.inner_c_, l1_ratio, alphas, k, self.oof_risk_ = best  # type: ignore[misc]
+        self.l1_ratio_: float = float(l1_ratio)
         self.alpha_ = float(alphas[k])
         self.model_ = self._coxnet(self.l1_ratio_, alphas, baseline=True).fit(x, ys)
         self.coef_ = self.model_.coef_[:, k].copy()
@@ -157,10 +158,10 @@ class LogisticCV(BaseEstimator):
                 auc = roc_auc_score(yb, oof[k])
                 if auc > best[0]:
                     best = (auc, c, oof[k])
-            self.inner_auc_, self.c_, oof = best
+            self.inner_auc_, self.c_, best_oof = best
             self.model_ = self._model(self.c_).fit(x, yb)
         self.oof_risk_ = np.full(len(known), np.nan)
-        self.oof_risk_[known] = oof
+        self.oof_risk_[known] = best_oof
         self.coef_ = self.model_.coef_[0].copy()
         self.intercept_ = float(self.model_.intercept_[0])
         return self

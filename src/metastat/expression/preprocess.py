@@ -228,7 +228,7 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
                     "this model was trained on several cohorts with ComBat: pass "
                     "the batch (cohort) of each sample, or use scale='batch'."
                 )
-            values = self.combat_.apply(values, np.asarray(batch))
+            values = self.combat_.apply(values, np.asarray(batch))  # type: ignore[union-attr]
         pos = pd.Index(self.genes_in_).get_indexer(self.genes_)
         values = values[:, pos]
         return pd.DataFrame(self._standardise(values), index=x.index, columns=self.genes_)

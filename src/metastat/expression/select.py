@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import pandas as pd
@@ -113,7 +113,12 @@ def _held_out(
 
     held = cohort_name(cohorts[i])
     model = _model(fam, cohorts[0], outcome)
-    common = {"representation": rep, "n_boot": 0, "seed": seed, "gene_key": gene_key}
+    common: dict[str, Any] = {
+        "representation": rep,
+        "n_boot": 0,
+        "seed": seed,
+        "gene_key": gene_key,
+    }
     if len(cohorts) == 1:
         status(f"protocol: {fam}/{rep}, 5-fold CV on {held}")
         return cross_validate(cohorts[0], outcome, model=model, progress=False, **common)

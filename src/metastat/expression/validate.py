@@ -530,9 +530,8 @@ def external_validate(
         rows = _rows(est.predict_frame(x_te, surv_times, strict=False), truth, g_te, m, 0, 0)
         return rows, est.gene_coefficients, _selected(est)
 
-    models = (model, label)
-    if jobs[model] == jobs[label]:  # the default is the comparator: one fit serves both rows
-        models = (model,)
+    # the default is the comparator: one fit serves both rows
+    models = (model,) if jobs[model] == jobs[label] else (model, label)
     results = [
         one(m)
         for m in (progress_bar(models, f"train {cohort_name(train)}") if progress else models)
