@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 
 from metastat.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(no_args_is_help=True, help="Attention MIL over tile-feature bags.")
 
@@ -159,6 +162,8 @@ def train(
 
 
 def _bags(manifest: Path | None, features: Path | None, bags: list[Path] | None) -> pd.DataFrame:
+    import pandas as pd
+
     from metastat.mil.bags import read_manifest
 
     if manifest is not None:
