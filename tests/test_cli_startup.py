@@ -39,7 +39,8 @@ def test_help_and_usage_errors_import_no_scientific_stack(args: list[str]) -> No
     body = (
         "import contextlib, io\n"
         "from metastat.cli.main import app\n"
-        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "out, err = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
         "    try:\n"
         f"        app({args!r}, standalone_mode=False)\n"
         "    except BaseException:\n"

@@ -127,7 +127,7 @@ def evaluate(
         drop=tuple(drop or ()),
         generators=tuple(generator or ()),
         baseline=baseline or None,
-        progress=not as_json,
+        progress=True,  # stderr: --json output stays clean; --quiet silences it
     )
     if out is not None:
         result.save(out)
@@ -228,8 +228,10 @@ def predict(
     out: Path | None = typer.Option(None, "--out", help="Write predictions CSV here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Score patients with whatever modalities each has; every row says which modalities it used
-    and whether its expression was generated from the slide."""
+    """Score patients with whatever modalities each has.
+
+    Each row says which modalities it used and whether its expression was generated.
+    """
     import numpy as np
 
     from metastat.fusion.inputs import multimodal_from_options, prediction_set

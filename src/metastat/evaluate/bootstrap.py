@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from metastat import progress as prog
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def bootstrap_metrics(
     codes, uniques = pd.factorize(frame[cluster])
     rows_of = [np.flatnonzero(codes == i) for i in range(len(uniques))]
     reps: dict[str, list[float]] = {k: [] for k in point}
-    for _ in tqdm(range(n_boot), desc="bootstrap", disable=None if progress else True, leave=False):
+    for _ in prog.progress(range(n_boot), "bootstrap CIs", unit="rep", enabled=progress):
         chosen = rng.integers(0, len(uniques), len(uniques))
         idx = np.concatenate([rows_of[c] for c in chosen])
         values = compute(frame.iloc[idx])
