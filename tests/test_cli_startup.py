@@ -49,7 +49,9 @@ def test_help_and_usage_errors_import_no_scientific_stack(args: list[str]) -> No
     assert _heavy_after(body) == []
 
 
-@pytest.mark.parametrize("module", ["datasets", "expression", "slides", "mil", "fusion", "serve"])
+@pytest.mark.parametrize(
+    "module", ["datasets", "expression", "slides", "mil", "fusion", "serve", "report"]
+)
 def test_group_modules_import_lazily(module: str) -> None:
     """``metastat GROUP --help`` and a group's usage errors stay instant too."""
     assert _heavy_after(f"import metastat.cli.{module}") == []

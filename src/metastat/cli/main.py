@@ -25,6 +25,7 @@ GROUPS: tuple[tuple[str, str, str, str], ...] = (
     ("mil", "metastat.cli.mil", "Attention MIL over tile-feature bags.", "mil"),
     ("fusion", "metastat.cli.fusion", "Fusion of expression, histology and clinical data.", ""),
     ("serve", "metastat.cli.serve", "Risk portal (web service and UI).", "serve"),
+    ("report", "metastat.cli.report", "Index page linking the reports of several runs.", ""),
 )
 
 
