@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from metastat.evaluate import metrics as M
+from metastat.report.words import format_p
 
 COLORS = ("#b2182b", "#2166ac", "#4d9221", "#762a83")
 
@@ -47,6 +48,11 @@ def roc_figure(pred: pd.DataFrame) -> Figure | None:
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _p_eq(p: float) -> str:
+    text = format_p(p)
+    return text if text.startswith(("<", "n/a")) else f"= {text}"
 
 
 def _at(t: np.ndarray, s: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -101,7 +107,7 @@ def km_figure(pred: pd.DataFrame, model: str, time_unit: str | None = None) -> F
     ax.set(
         ylabel="event-free probability",
         ylim=(0, 1.02),
-        title=f"{model}: log-rank p {format_p(p)}, HR {hr:.2f} (high vs low)",
+        title=f"{model}: log-rank p {_p_eq(p)}, HR {hr:.2f} (high vs low)",
     )
     ax.legend(loc="lower left", fontsize=7)
     ax.grid(alpha=0.25)
@@ -126,15 +132,6 @@ def km_figure(pred: pd.DataFrame, model: str, time_unit: str | None = None) -> F
     tab.tick_params(axis="y", length=0)
     fig.subplots_adjust(left=0.2, right=0.97, top=0.92, bottom=0.1)
     return fig
-
-
-def format_p(p: float) -> str:
-    """A p-value for people: '< 0.001', '= 0.03', '= 0.41' (never a CI)."""
-    if p is None or not np.isfinite(p):
-        return "n/a"
-    if p < 0.001:
-        return "< 0.001"
-    return f"= {p:.2g}" if p < 0.1 else f"= {p:.2f}"
 
 
 def _smooth(p: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
