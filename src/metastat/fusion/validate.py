@@ -199,10 +199,15 @@ def side_by_side(
     fit_s = time.perf_counter() - t0
     metrics, deltas = {}, {}
     names = list(predictions["model"].unique())
-    for name in prog.progress(names, "bootstrap CIs", unit="model", enabled=progress):
+    for name in prog.progress(names, "CIs per model", unit="model", enabled=progress):
         sub = predictions[predictions["model"] == name]
         metrics[name] = summarise(
-            sub, horizon=data.horizon, surv_times=surv_times, n_boot=n_boot, seed=seed
+            sub,
+            horizon=data.horizon,
+            surv_times=surv_times,
+            n_boot=n_boot,
+            seed=seed,
+            progress=progress,
         )
     if baseline is not None:
         key = primary_metric(data)
@@ -217,6 +222,7 @@ def side_by_side(
                 horizon=data.horizon,
                 n_boot=n_boot,
                 seed=seed,
+                progress=progress,
             )
             deltas[name] = {f"delta_{key}_vs_{baseline}": cmp[f"delta_{key}"]}
     meta = {
