@@ -69,3 +69,26 @@ def test_help_lists_every_group_and_quiet() -> None:
     assert "--quiet" in r.output
     r = CliRunner().invoke(app, ["expresion"])
     assert r.exit_code == 2 and "Did you mean 'expression'" in r.output
+
+
+def test_progress_goes_to_stderr_and_quiet_silences_it(capsys: pytest.CaptureFixture) -> None:
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from metastat import progress as prog
+    from metastat.cli.main import app
+    from metastat.evaluate.bootstrap import bootstrap_metrics
+
+    frame = pd.DataFrame({"patient_id": list("abcdefghij"), "x": range(10)})
+    mean = lambda f: {"mean": float(f["x"].mean())}  # noqa: E731
+    try:
+        prog.set_quiet(False)
+        bootstrap_metrics(frame, mean, n_boot=20, progress=True)
+        out, err = capsys.readouterr()
+        assert out == "" and "bootstrap CIs" in err
+        r = CliRunner().invoke(app, ["--quiet", "datasets", "list", "--json"])
+        assert r.exit_code == 0 and prog.is_quiet()
+        bootstrap_metrics(frame, mean, n_boot=20, progress=True)
+        assert capsys.readouterr().err == ""
+    finally:
+        prog.set_quiet(False)
