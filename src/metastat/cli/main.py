@@ -23,7 +23,12 @@ GROUPS: tuple[tuple[str, str, str, str], ...] = (
     ("expression", "metastat.cli.expression", "Gene expression -> recurrence / metastasis.", ""),
     ("slides", "metastat.cli.slides", "Whole-slide images -> tile features.", "slides"),
     ("mil", "metastat.cli.mil", "Attention MIL over tile-feature bags.", "mil"),
-    ("fusion", "metastat.cli.fusion", "Fusion of expression, histology and clinical data.", ""),
+    (
+        "fusion",
+        "metastat.cli.fusion",
+        "Fusion of expression, histology and clinical data.",
+        "fusion",
+    ),
     ("serve", "metastat.cli.serve", "Risk portal (web service and UI).", "serve"),
     ("report", "metastat.cli.report", "Index page linking the reports of several runs.", ""),
 )
@@ -106,12 +111,43 @@ def _root(
         set_quiet(True)
 
 
+#: packages of the optional extras (a missing one is an install hint, not a traceback)
+OPTIONAL = {
+    "torch",
+    "torchvision",
+    "timm",
+    "openslide",
+    "tiffslide",
+    "h5py",
+    "zarr",
+    "skimage",
+    "dask",
+    "distributed",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "multipart",
+}
+
+
+def _install_hint(argv: list[str]) -> str:
+    group = next((a for a in argv if not a.startswith("-")), "")
+    extra = next((g[3] for g in GROUPS if g[0] == group and g[3]), "all")
+    return f"pip install 'metastat[{extra}]'"
+
+
 def main() -> None:
     """Run the CLI, turning metastat errors into one clear line and exit code 2."""
     try:
         app()
     except MetastatError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in OPTIONAL:
+            raise
+        hint = _install_hint(sys.argv[1:])
+        typer.echo(f"error: this command needs the package {exc.name!r}: {hint}", err=True)
         sys.exit(2)
 
 
