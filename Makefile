@@ -35,8 +35,11 @@ install: $(VENV)/.installed-core
 ## recurrence prediction on the ACRG gastric cohort, external validation on Yonsei, both reports.
 demo: $(VENV)/.installed-core
 	$(BIN)/metastat datasets list
+	@echo "[make] 5-fold patient-grouped CV on ACRG, model vs comparator, 1000 bootstrap replicates (1-2 min) ..."
 	$(BIN)/metastat expression evaluate --dataset gastric_acrg --outcome recurrence --cv 5 --out $(RUNS)/demo/acrg_cv
+	@echo "[make] external validation: train on ACRG, test on Yonsei (about 1 min) ..."
 	$(BIN)/metastat expression evaluate --dataset gastric_acrg --test gastric_yonsei --outcome recurrence --out $(RUNS)/demo/acrg_to_yonsei
+	@echo "[make] reports ..."
 	$(BIN)/metastat expression report $(RUNS)/demo/acrg_cv
 	$(BIN)/metastat expression report $(RUNS)/demo/acrg_to_yonsei
 	$(BIN)/metastat report index $(RUNS)/demo
