@@ -86,8 +86,8 @@ def _context(run_dir: Path) -> dict[str, Any]:
         "warnings": [str(w) for w in meta.get("warnings") or []],
         "summary": [
             ("What was done", words.run_words(meta)),
-            ("Model", f"{model}: {words.model_words(model)}."),
-            ("Comparator", f"{baseline}: {words.model_words(baseline)}; same splits, same run."),
+            ("Model", f"{model} — {words.model_words(model)}."),
+            ("Comparator", f"{baseline} — {words.model_words(baseline)}; same splits, same run."),
             ("Outcome", words.outcome_words(meta) + "."),
             ("Horizon", words.horizon_words(meta.get("horizon"), unit) + "."),
             ("Patients and events", n.words(unit) + "."),

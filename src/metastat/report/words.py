@@ -231,9 +231,9 @@ def outcome_words(meta: dict) -> str:
         return f"{name} (event and time columns as given by the user{tail})"
     desc = found[0][1][0]  # type: ignore[index]
     if len(found) == 1:
-        return f"{name}: {desc} ({found[0][1][1]})"  # type: ignore[index]
+        return f"{name} — {desc} ({found[0][1][1]})"  # type: ignore[index]
     per = "; ".join(f"{c}: {f[1]}" for c, f in found)  # type: ignore[index]
-    return f"{name}: {desc} ({per})"
+    return f"{name} — {desc} ({per})"
 
 
 def run_words(meta: dict) -> str:
@@ -320,8 +320,8 @@ def model_card(
             "outcome excluded; patients censored before a horizon excluded from binary metrics, "
             "never counted as event-free",
         ),
-        ("Model", f"{meta.get('model')}: {model_words(meta.get('model', ''))}"),
-        ("Comparator", f"{meta.get('baseline')}: {model_words(meta.get('baseline', ''))}"),
+        ("Model", f"{meta.get('model')} — {model_words(meta.get('model', ''))}"),
+        ("Comparator", f"{meta.get('baseline')} — {model_words(meta.get('baseline', ''))}"),
         (
             "Validation",
             run_words(meta) + f" 95% CIs from {meta.get('n_boot')} patient-bootstrap "
