@@ -50,11 +50,14 @@ demo-slides: $(VENV)/.installed-slides
 	$(BIN)/metastat slides process tests/data/slides/CMU-1-Small-Region.svs --out $(RUNS)/demo-slides --workers 0
 	@echo "Features: $(RUNS)/demo-slides/features  QC: $(RUNS)/demo-slides/qc"
 
-## MIL: a shipped, labelled small cohort of real tile-feature bags, cross-validated ABMIL vs mean pooling.
+## MIL: a shipped, labelled small cohort of real tile-feature bags: cross-validated ABMIL vs
+## mean pooling, then the final model scores slides from sources never seen in training.
 demo-mil: $(VENV)/.installed-mil
 	$(BIN)/metastat mil planted --out $(RUNS)/demo-mil/cohort
 	$(BIN)/metastat mil evaluate --manifest $(RUNS)/demo-mil/cohort/manifest.csv --out $(RUNS)/demo-mil/cv
-	@echo "Report: $(RUNS)/demo-mil/cv/report.html"
+	$(BIN)/metastat mil train --manifest $(RUNS)/demo-mil/cohort/manifest.csv --out $(RUNS)/demo-mil/model
+	$(BIN)/metastat mil predict --model $(RUNS)/demo-mil/model/model --manifest $(RUNS)/demo-mil/cohort/heldout.csv --out $(RUNS)/demo-mil/heldout_pred.csv
+	@echo "Report: $(RUNS)/demo-mil/cv/report.html  held-out predictions: $(RUNS)/demo-mil/heldout_pred.csv"
 
 ## Fusion: clinical vs expression vs fused models on NKI breast (distant metastasis), same splits.
 demo-fusion: $(VENV)/.installed-fusion
