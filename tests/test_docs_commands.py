@@ -86,7 +86,8 @@ ALL = [(doc, cmd) for doc in DOCS for cmd in doc_commands(REPO / doc)]
 def _has_planted() -> bool:
     from metastat.cli.mil import app as mil_app
 
-    return any(c.name == "planted" for c in mil_app.registered_commands)
+    names = {c.name or c.callback.__name__ for c in mil_app.registered_commands if c.callback}
+    return "planted" in names
 
 
 def _needs_planted(cmd: str) -> bool:
