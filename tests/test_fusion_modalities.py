@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -117,15 +118,17 @@ def test_unparseable_clinical_strings_fail_clearly(bench) -> None:
         LateFusion(modalities=("clinical",)).fit(data)
 
 
-FEATURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "features"
+DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.mark.skipif(not FEATURES.exists(), reason="../shared/data/features not available")
-def test_tcga_bags_align_with_tcga_cdr_by_patient_barcode() -> None:
+def test_tcga_bags_align_with_tcga_cdr_by_patient_barcode(tmp_path: Path) -> None:
+    """The two real TCGA bags shipped in tests/data, gathered into one histology folder."""
     pytest.importorskip("h5py")
     from metastat.fusion.inputs import multimodal_from_options
 
-    data = multimodal_from_options("tcga_cdr", "pfi", histology=FEATURES)
+    for bag in ("features/TCGA-3X-AAVA-01Z-00-DX1", "mil/TCGA-AD-6964-01Z-00-DX1"):
+        shutil.copytree(DATA / bag, tmp_path / Path(bag).name)
+    data = multimodal_from_options("tcga_cdr", "pfi", histology=tmp_path)
     with_slides = data.ids[data.present["histology"].to_numpy()]
     assert sorted(with_slides) == ["TCGA-3X-AAVA", "TCGA-AD-6964"]
     i = list(data.ids).index("TCGA-AD-6964")

@@ -45,6 +45,14 @@ def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
         read_table(tmp_path / "absent.csv")
 
 
+def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    (tmp_path / "expression.csv").write_text("sample,G1\nS1,1\n")
+    with pytest.raises(InputError, match=r"is a directory, not a table.*expression\.csv"):
+        read_table(tmp_path)
+    with pytest.raises(InputError, match="is a directory"):
+        load_cohort(tmp_path)
+
+
 def test_ragged_rows_and_empty_file(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         read_table(_write(tmp_path, "r.csv", "id,a,b\nx,1,2,3\n"))

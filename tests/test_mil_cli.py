@@ -57,6 +57,7 @@ def test_train_predict_heatmap_report(tmp_path: Path) -> None:
             "0,1",
             "--folds",
             "3",
+            "--cv",
             "--out",
             str(out),
         ]

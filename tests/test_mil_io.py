@@ -76,6 +76,28 @@ def test_patient_without_slides_and_missing_files(tmp_path: Path) -> None:
         read_manifest(bad)
 
 
+def test_manifest_paths_resolve_relative_to_the_manifest_or_features(tmp_path: Path) -> None:
+    """As documented: relative paths from the manifest's folder (also with --features pointing
+    at the bag folder); a missing bag's error lists every path tried."""
+    import shutil
+
+    cohort = tmp_path / "cohort"
+    (cohort / "features").mkdir(parents=True)
+    shutil.copy(REAL_BAGS[0], cohort / "features" / "A1.h5")
+    m = _manifest(cohort, [{"slide_id": "A1", "patient_id": "A", "path": "features/A1.h5"}])
+    for feats in (None, cohort / "features", cohort):
+        got = read_manifest(m, feats)
+        assert Path(got.loc[0, "path"]).resolve() == (cohort / "features" / "A1.h5").resolve()
+    no_path = _manifest(cohort, [{"slide_id": "A1", "patient_id": "A"}])
+    assert Path(read_manifest(no_path, cohort / "features").loc[0, "path"]).is_file()
+    gone = _manifest(cohort, [{"slide_id": "B1", "patient_id": "B", "path": "features/B1.h5"}])
+    with pytest.raises(InputError) as err:
+        read_manifest(gone, cohort / "features")
+    msg = str(err.value)
+    assert "B1" in msg and str(cohort / "features" / "B1.h5") in msg
+    assert str(cohort / "features" / "features" / "B1.h5") in msg
+
+
 def _checkpoint(tmp_path: Path, dim: int, encoder: str | None, name: str = "abmil") -> Path:
     import torch
 

@@ -13,7 +13,6 @@ from metastat.slides.errors import FeatureStoreError
 from metastat.slides.store import marker_path, write_features
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _write(path: Path, n: int = 7, fingerprint: str = "fp") -> Path:
@@ -100,12 +99,14 @@ def test_trident_layout(tmp_path: Path) -> None:
     assert (bag.slide_id, bag.tile_size_px0, bag.source_format) == ("TCGA-X", 512, "trident")
 
 
-@pytest.mark.skipif(not (SHARED / "features").is_dir(), reason="shared data absent")
-def test_shared_real_bags() -> None:
-    bags = list_bags(SHARED / "features", include_external=True)
+def test_shipped_real_bags() -> None:
+    """Real TCGA bags shipped in tests/data (CLAM/TRIDENT folder layout), no ../shared needed."""
+    data = Path(__file__).parent / "data"
+    bags = [p for d in ("features", "mil") for p in list_bags(data / d, include_external=True)]
     loaded = {load_bag(p).slide_id: load_bag(p) for p in bags}
     assert loaded["TCGA-AD-6964-01Z-00-DX1"].features.shape == (777, 512)
     assert loaded["TCGA-AD-6964-01Z-00-DX1"].coords_px0[0].tolist() == [10240, 21504]
+    assert loaded["TCGA-3X-AAVA-01Z-00-DX1"].features.shape == (180, 512)
 
 
 def test_not_a_bag(tmp_path: Path) -> None:

@@ -28,10 +28,15 @@ def is_quiet() -> bool:
 
 
 def progress(
-    iterable: Iterable[T], desc: str, *, total: int | None = None, unit: str = "it"
+    iterable: Iterable[T],
+    desc: str,
+    *,
+    total: int | None = None,
+    unit: str = "it",
+    enabled: bool = True,
 ) -> Iterator[T]:
-    """Iterate with a progress bar on stderr (nothing when quiet)."""
-    if _quiet:
+    """Iterate with a progress bar on stderr (nothing when quiet or not ``enabled``)."""
+    if _quiet or not enabled:
         yield from iterable
         return
     from tqdm.auto import tqdm

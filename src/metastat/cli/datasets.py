@@ -1,42 +1,65 @@
-"""``metastat datasets``: list and describe the built-in real cohorts."""
+"""``metastat datasets``: list and describe the built-in real cohorts and clinical-only tables."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from metastat.data.outcomes import resolve_outcome
-from metastat.data.registry import DATASETS, dataset_info, load_dataset
 
 app = typer.Typer(no_args_is_help=True, help="Built-in real cohorts.")
 
 
+def _rows() -> list[dict]:
+    """One row per built-in table: expression cohorts, then clinical-only tables."""
+    from metastat.clinical.datasets import CLINICAL_TABLES
+    from metastat.data.registry import DATASETS
+
+    rows = [
+        {
+            "name": n,
+            "data": "expression + clinical",
+            "cancer": d.cancer,
+            "outcomes": list(d.outcomes),
+            "source": d.accession,
+            "title": d.title,
+        }
+        for n, d in sorted(DATASETS.items())
+    ]
+    rows += [
+        {
+            "name": n,
+            "data": "clinical only (fusion)",
+            "cancer": "pan-cancer" if n.startswith("tcga") else n.split("_")[0],
+            "outcomes": list(outcomes),
+            "source": desc,
+            "title": desc,
+        }
+        for n, (_, _, outcomes, desc) in sorted(CLINICAL_TABLES.items())
+    ]
+    return rows
+
+
 @app.command("list")
 def list_datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the built-in cohorts."""
+    """List the built-in tables: expression cohorts and clinical-only tables (for fusion)."""
+    rows = _rows()
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    n: {"title": d.title, "cancer": d.cancer, "outcomes": sorted(d.outcomes)}
-                    for n, d in DATASETS.items()
-                },
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps({r.pop("name"): r for r in rows}, indent=2))
         return
-    table = Table(title="metastat built-in cohorts (real, public)")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="metastat built-in tables (real, public)")
     table.add_column("name", no_wrap=True, style="bold")
-    for col in ("cancer", "outcomes", "platform", "source"):
+    for col in ("data", "cancer", "outcomes", "source"):
         table.add_column(col)
-    for n in sorted(DATASETS):
-        d = DATASETS[n]
-        table.add_row(n, d.cancer, ", ".join(d.outcomes), d.platform, d.accession)
+    for r in rows:
+        table.add_row(r["name"], r["data"], r["cancer"], ", ".join(r["outcomes"]), r["source"])
     Console(width=max(Console().width, 120)).print(table)
+    typer.echo(
+        "expression: `metastat expression evaluate -d NAME -o OUTCOME`; "
+        "any table: `metastat fusion evaluate -d NAME -o OUTCOME`."
+    )
 
 
 @app.command("show")
@@ -45,10 +68,35 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe one cohort: size, outcomes with event counts, provenance and citation."""
-    info = dataset_info(name)
-    adata = load_dataset(name)
+    import numpy as np
+    from rich.console import Console
+
+    from metastat.clinical.datasets import CLINICAL_TABLES, load_clinical_table
+    from metastat.data.outcomes import resolve_outcome
+    from metastat.data.registry import dataset_info, load_dataset
+
+    if name in CLINICAL_TABLES:
+        adata = load_clinical_table(name)
+        specs = CLINICAL_TABLES[name][2]
+        out = {"name": name, "title": CLINICAL_TABLES[name][3], "kind": "clinical only"}
+    else:
+        info = dataset_info(name)
+        adata = load_dataset(name)
+        specs = info.outcomes
+        out = {
+            "name": name,
+            "title": info.title,
+            "kind": "expression + clinical",
+            "cancer": info.cancer,
+            "platform": info.platform,
+            "features": adata.n_vars,
+            "value_scale": info.value_scale,
+            "source": info.accession,
+            "citation": info.citation,
+            "notes": info.notes,
+        }
     outcomes = {}
-    for o, spec in info.outcomes.items():
+    for o, spec in specs.items():
         r = resolve_outcome(adata, o)
         m = r.usable_mask
         outcomes[o] = {
@@ -61,41 +109,23 @@ def show(
             "events": int(np.nansum(r.event[m])),
             "description": spec.description,
         }
-    out = {
-        "name": name,
-        "title": info.title,
-        "cancer": info.cancer,
-        "platform": info.platform,
+    out |= {
         "samples": adata.n_obs,
         "patients": int(adata.obs["patient_id"].nunique()),
-        "features": adata.n_vars,
-        "value_scale": info.value_scale,
-        "source": info.accession,
-        "citation": info.citation,
         "outcomes": outcomes,
-        "notes": info.notes,
     }
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
     console = Console()
-    console.print(f"[bold]{name}[/bold]: {info.title}")
-    for k in (
-        "cancer",
-        "platform",
-        "samples",
-        "patients",
-        "features",
-        "value_scale",
-        "source",
-        "citation",
-        "notes",
-    ):
-        if out[k]:
-            console.print(f"  {k}: {out[k]}")
+    console.print(f"[bold]{name}[/bold]: {out['title']}", markup=True)
+    for k, v in out.items():
+        if k not in ("name", "title", "outcomes") and v:
+            console.print(f"  {k}: {v}", markup=False)
     for o, d in outcomes.items():
         unit = f", time {d['time']} ({d['time_unit']})" if d["time"] else ""
         console.print(
-            f"  outcome [bold]{o}[/bold] ({d['kind']}): event {d['event']!r}{unit}; "
-            f"{d['events']} events / {d['n']} samples"
+            f"  outcome {o} ({d['kind']}): event {d['event']!r}{unit}; "
+            f"{d['events']} events / {d['n']} samples",
+            markup=False,
         )

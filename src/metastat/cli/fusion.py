@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from metastat.errors import InputError
 
@@ -55,6 +52,9 @@ def _data(
 
 
 def _print(result, keys: tuple[str, ...]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"{result.meta['cohort']}: side by side on identical splits (95% CI)")
     table.add_column("model")
     for k in keys:
@@ -127,7 +127,7 @@ def evaluate(
         drop=tuple(drop or ()),
         generators=tuple(generator or ()),
         baseline=baseline or None,
-        progress=not as_json,
+        progress=True,  # stderr: --json output stays clean; --quiet silences it
     )
     if out is not None:
         result.save(out)
@@ -139,7 +139,7 @@ def evaluate(
     _print(result, (key, *extra))
     for m, d in result.deltas.items():
         for k, v in d.items():
-            Console().print(f"{m}: {k} = {v}")
+            typer.echo(f"{m}: {k} = {v}")
 
 
 @app.command()
@@ -228,8 +228,12 @@ def predict(
     out: Path | None = typer.Option(None, "--out", help="Write predictions CSV here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Score patients with whatever modalities each has; every row says which modalities it used
-    and whether its expression was generated from the slide."""
+    """Score patients with whatever modalities each has.
+
+    Each row says which modalities it used and whether its expression was generated.
+    """
+    import numpy as np
+
     from metastat.fusion.inputs import multimodal_from_options, prediction_set
     from metastat.fusion.persist import load_fusion
 

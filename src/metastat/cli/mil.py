@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import pandas as pd
 import typer
 
 from metastat.errors import InputError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 app = typer.Typer(no_args_is_help=True, help="Attention MIL over tile-feature bags.")
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Run config (.toml / .json / .yaml).")
-ManifestOpt = typer.Option(None, "--manifest", help="CSV: slide_id, patient_id, [path], outcome.")
+ManifestOpt = typer.Option(
+    None,
+    "--manifest",
+    help="CSV with slide_id, patient_id, the outcome column(s) and optionally path "
+    "(a feature file, relative to the manifest's folder); without path, "
+    "<slide_id>.h5 is looked up in --features.",
+)
 FeaturesOpt = typer.Option(None, "--features", help="Folder of <slide_id>.h5 feature files.")
 OutcomesOpt = typer.Option(None, "--outcomes", help="Optional patient outcome CSV (patient_id).")
 ModelOpt = typer.Option(
@@ -115,10 +123,18 @@ def train(
     epochs: int = EpochsOpt,
     folds: int = FoldsOpt,
     out: Path = OutOpt,
-    cv: bool = typer.Option(True, "--cv/--no-cv", help="Cross-validate before the final fit."),
+    cv: bool = typer.Option(
+        False,
+        "--cv/--no-cv",
+        help="Also cross-validate first (as `mil evaluate`, into OUT/cv with a report).",
+    ),
 ) -> None:
-    """Train the final model on every bag (validation split for early stopping + calibration)
-    and save it as safetensors + JSON in OUT/model; with --cv, evaluate it first."""
+    """Train the final model on every bag and save it in OUT/model (no CV unless --cv).
+
+    A patient-grouped validation split is held out for early stopping and calibration.
+
+    Saved as safetensors + JSON. For honest metrics use `metastat mil evaluate` (or --cv).
+    """
     from metastat.mil.checkpoint import save_checkpoint
     from metastat.mil.cohort import load_cohort
     from metastat.mil.train import train_final
@@ -139,7 +155,7 @@ def train(
     if cv:
         _evaluate(cfg, outcomes, out / "cv")
     data = load_cohort(cfg, outcomes)
-    res = train_final(cfg, data)
+    res = train_final(cfg, data, progress=True)
     encoders = {e for e in getattr(data.source, "encoders", {}).values() if e}
     path = save_checkpoint(
         out / "model",
@@ -160,6 +176,8 @@ def train(
 
 
 def _bags(manifest: Path | None, features: Path | None, bags: list[Path] | None) -> pd.DataFrame:
+    import pandas as pd
+
     from metastat.mil.bags import read_manifest
 
     if manifest is not None:

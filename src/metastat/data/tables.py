@@ -41,6 +41,9 @@ def _sniff_delimiter(path: Path) -> str:
     return "\t" if head.count("\t") > head.count(",") else ","
 
 
+_TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+
+
 def read_table(path: str | Path, *, index_col: str | int | None = 0) -> pd.DataFrame:
     """Read a CSV / TSV (optionally gzipped) or Parquet table keeping duplicated column names.
 
@@ -51,6 +54,10 @@ def read_table(path: str | Path, *, index_col: str | int | None = 0) -> pd.DataF
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file.")
+    if path.is_dir():
+        tables = sorted(q.name for q in path.iterdir() if _suffix(q) in _TABLE_SUFFIXES)[:5]
+        hint = f" (tables in it: {', '.join(tables)})" if tables else ""
+        raise InputError(f"{path} is a directory, not a table: give the file inside it{hint}.")
     suffix = _suffix(path)
     try:
         if suffix in (".parquet", ".pq"):

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from metastat import progress as prog
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def _replicates(
 
     n_jobs = min(2, os.cpu_count() or 1)
     if n_jobs == 1 or len(plans) < PARALLEL_MIN:
-        it = tqdm(plans, desc="bootstrap", disable=None if progress else True, leave=False)
+        it = prog.progress(plans, "bootstrap CIs", unit="rep", enabled=progress)
         return [fn(frame.iloc[idx]) for idx in it]
     from joblib import Parallel, delayed
 

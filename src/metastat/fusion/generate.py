@@ -26,6 +26,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from torch import nn
 
+from metastat import progress as prog
 from metastat.atomic import atomic_write, save_arrays
 from metastat.errors import InputError, ModelError, UnknownNameError, did_you_mean
 from metastat.evaluate.splits import patient_kfold
@@ -207,6 +208,7 @@ def generation_cv(
     *,
     n_splits: int = 5,
     seed: int = 0,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Held-out per-gene correlation of each generator (patient-grouped CV; predictions of all
     test folds pooled, then correlated per gene). Columns: one per generator; rows: genes."""
@@ -216,7 +218,7 @@ def generation_cv(
     out = {}
     for name in generators:
         preds = []
-        for s in splits:
+        for s in prog.progress(splits, f"generate ({name})", unit="fold", enabled=progress):
             gen = make_generator(name, seed).fit_set(d.subset(s.train))
             preds.append(gen.generate(d.subset(s.test)))
         pred = pd.concat(preds)

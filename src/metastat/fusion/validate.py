@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from metastat import progress as prog
 from metastat.atomic import atomic_write
 from metastat.core.provenance import run_provenance
 from metastat.errors import InputError, UnknownNameError, did_you_mean
@@ -176,7 +176,12 @@ def side_by_side(
     surv_times = _surv_times(data)
     rows = []
     t0 = time.perf_counter()
-    for split in tqdm(splits, desc=f"fusion CV {data.name}", disable=not progress):
+    if progress:
+        prog.status(
+            f"fusion CV on {data.name}: {len(data)} patients, {len(models)} models, "
+            f"{len(splits)} folds; then {n_boot} bootstrap replicates per model"
+        )
+    for split in prog.progress(splits, f"fusion CV {data.name}", unit="fold", enabled=progress):
         train, test = data.subset(split.train), data.subset(split.test)
         scenarios: dict[str, MultimodalSet] = {f"-{m}": test.without(m) for m in drop}
         for g in generators:
@@ -201,14 +206,20 @@ def side_by_side(
     predictions = pd.concat(rows, ignore_index=True)
     fit_s = time.perf_counter() - t0
     metrics, deltas = {}, {}
-    for name in tqdm(predictions["model"].unique(), desc="bootstrap", disable=not progress):
+    names = list(predictions["model"].unique())
+    for name in prog.progress(names, "CIs per model", unit="model", enabled=progress):
         sub = predictions[predictions["model"] == name]
         metrics[name] = summarise(
-            sub, horizon=data.horizon, surv_times=surv_times, n_boot=n_boot, seed=seed
+            sub,
+            horizon=data.horizon,
+            surv_times=surv_times,
+            n_boot=n_boot,
+            seed=seed,
+            progress=progress,
         )
     if baseline is not None:
         key = primary_metric(data)
-        for name in metrics:
+        for name in prog.progress(list(metrics), "paired CIs", unit="model", enabled=progress):
             if name == baseline:
                 continue
             pair = predictions[predictions["model"].isin([name, baseline])]
@@ -219,6 +230,7 @@ def side_by_side(
                 horizon=data.horizon,
                 n_boot=n_boot,
                 seed=seed,
+                progress=progress,
             )
             deltas[name] = {f"delta_{key}_vs_{baseline}": cmp[f"delta_{key}"]}
     meta = run_provenance(

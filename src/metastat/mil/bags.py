@@ -139,6 +139,25 @@ def group_units(
     return units, order, np.asarray(order)
 
 
+def _candidates(manifest_dir: Path, features_dir: str | Path | None, row: dict) -> list[Path]:
+    """Where one manifest row's feature file may be, in the order tried (duplicates dropped):
+    its ``path`` as given (absolute, or relative to the manifest's folder, then to
+    ``features_dir``), else ``features_dir/<slide_id>.h5`` or ``<slide_id>/features.h5``."""
+    feats = Path(features_dir) if features_dir is not None else None
+    q = row.get("path")
+    if isinstance(q, str) and q.strip():
+        given = Path(q)
+        if given.is_absolute():
+            return [given]
+        out = [manifest_dir / given]
+        if feats is not None:
+            out += [feats / given, feats / given.name]
+    else:
+        sid = str(row["slide_id"])
+        out = [feats / f"{sid}.h5", feats / sid / "features.h5"] if feats is not None else []
+    return list(dict.fromkeys(out))
+
+
 def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> pd.DataFrame:
     """Manifest CSV -> slide_id, patient_id, path (+ outcome columns), every path checked."""
     p = Path(path)
@@ -155,24 +174,22 @@ def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> p
         raise InputError(
             f"manifest '{p}': slides {df.loc[empty, 'slide_id'].tolist()[:5]} have no patient_id"
         )
-    if "path" not in df.columns:
-        if features_dir is None:
-            raise InputError(
-                f"manifest '{p}' has no 'path' column: pass --features DIR holding "
-                "<slide_id>.h5 files"
-            )
-        from metastat.slides.featurestore import open_store
-
-        fs = open_store(features_dir)
-        df["path"] = [str(fs.path_for(str(s))) for s in df["slide_id"]]
-    else:
-        base = Path(features_dir) if features_dir is not None else p.parent
-        df["path"] = [str(q if Path(q).is_absolute() else base / q) for q in df["path"]]
-    missing = [s for s, q in zip(df["slide_id"], df["path"], strict=True) if not Path(q).is_file()]
-    if missing:
+    if "path" not in df.columns and features_dir is None:
         raise InputError(
-            f"manifest '{p}': no feature file for slides {missing[:5]} "
-            f"({len(missing)} missing); run 'metastat slides process' first"
+            f"manifest '{p}' has no 'path' column: pass --features DIR holding <slide_id>.h5 files"
+        )
+    tried = [_candidates(p.parent, features_dir, row) for row in df.to_dict("records")]
+    df["path"] = [next((str(c) for c in cands if c.is_file()), "") for cands in tried]
+    missing = [(s, c) for s, q, c in zip(df["slide_id"], df["path"], tried, strict=True) if not q]
+    if missing:
+        shown = "; ".join(
+            f"{s}: tried {', '.join(map(str, c)) or 'nothing (no path, no --features)'}"
+            for s, c in missing[:3]
+        )
+        raise InputError(
+            f"manifest '{p}': no feature file for {len(missing)} slide(s) ({shown}); paths in the "
+            "manifest are relative to its folder (or to --features); run 'metastat slides "
+            "process' first if the bags do not exist yet"
         )
     return df
 

@@ -9,7 +9,6 @@ drives early stopping and calibration. Results are a long predictions table over
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metastat import progress as prog
 from metastat.core.calibration import median_cut
 from metastat.core.cox import cox_nll
 from metastat.core.provenance import run_provenance
@@ -107,6 +107,7 @@ def fit(
     *,
     model_name: str,
     seed: int,
+    progress: bool = False,
 ) -> FitResult:
     """Train ``model_name`` on units ``train`` with early stopping on the ``val`` loss."""
     seed_everything(seed, config.threads)
@@ -122,7 +123,10 @@ def fit(
     bs = config.batch_size
     if head.task == "survival" and head.survival_loss == "cox":
         bs = max(bs, 8)  # a partial likelihood needs several bags per step
-    for epoch in range(config.epochs):
+    epochs = prog.progress(
+        range(config.epochs), f"{model_name} epochs", unit="epoch", enabled=progress
+    )
+    for epoch in epochs:
         losses = run_epoch(
             model, opt, loss_fn, data, rng.permutation(train), config, rng, bs,
             instance_weight=spec.params.get("instance_weight", 0.0),
@@ -248,27 +252,30 @@ def cross_validate(
     """
     names = models or list(dict.fromkeys([config.model, config.baseline]))
     strata = data.targets.strata()
-    rows: list[pd.DataFrame] = []
-    timings: dict[str, list[float]] = {n: [] for n in names}
-    for r, seed in enumerate(config.seeds):
-        splits = patient_kfold(data.patient_ids, strata, n_splits=config.n_splits, seed=seed)
-        for split in splits:
-            tr, va = split_validation(data, split.train, config.val_fraction, seed)
-            for name in names:
-                res = fit(config, data, tr, va, model_name=name, seed=seed)
-                timings[name].append(res.seconds / max(len(res.history), 1))
-                rows.append(
-                    prediction_rows(res, data, split.test, tr, r, split.fold, config.horizon)
-                )
-                if callback is not None:
-                    callback(res, split)
-                if progress:
-                    print(
-                        f"seed {seed} fold {split.fold} {name}: {len(res.history)} epochs, "
-                        f"{res.seconds:.1f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+    rows, timings = [], {n: [] for n in names}
+    jobs = [
+        (r, seed, split, name)
+        for r, seed in enumerate(config.seeds)
+        for split in patient_kfold(data.patient_ids, strata, n_splits=config.n_splits, seed=seed)
+        for name in names
+    ]
+    if progress:
+        prog.status(
+            f"MIL CV: {len(data)} units, {len(config.seeds)} seed(s) x {config.n_splits} folds "
+            f"x {len(names)} models = {len(jobs)} fits"
+        )
+    for r, seed, split, name in prog.progress(jobs, "MIL CV", unit="fit", enabled=progress):
+        tr, va = split_validation(data, split.train, config.val_fraction, seed)
+        res = fit(config, data, tr, va, model_name=name, seed=seed, progress=progress)
+        timings[name].append(res.seconds / max(len(res.history), 1))
+        rows.append(prediction_rows(res, data, split.test, tr, r, split.fold, config.horizon))
+        if callback is not None:
+            callback(res, split)
+        if progress:
+            prog.status(
+                f"seed {seed} fold {split.fold} {name}: {len(res.history)} epochs, "
+                f"{res.seconds:.1f} s"
+            )
     predictions = pd.concat(rows, ignore_index=True)
     summary = summarise_cv(predictions, config, names)
     summary["seconds_per_epoch"] = {n: float(np.mean(v)) for n, v in timings.items()}
@@ -333,12 +340,12 @@ def summarise_cv(predictions: pd.DataFrame, config: MILConfig, names: list[str])
     return out
 
 
-def train_final(config: MILConfig, data: MILData) -> FitResult:
+def train_final(config: MILConfig, data: MILData, *, progress: bool = False) -> FitResult:
     """The deployable model: all units, patient-grouped validation split for early stopping and
     calibration, first seed of the config."""
     seed = config.seeds[0]
     tr, va = split_validation(data, np.arange(len(data)), config.val_fraction, seed)
-    return fit(config, data, tr, va, model_name=config.model, seed=seed)
+    return fit(config, data, tr, va, model_name=config.model, seed=seed, progress=progress)
 
 
 def run_meta(config: MILConfig, data: MILData, **extra: Any) -> dict[str, Any]:

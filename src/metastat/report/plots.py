@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from metastat.evaluate import metrics as M
+from metastat.report.words import format_p
 
 COLORS = ("#b2182b", "#2166ac", "#4d9221", "#762a83")
 
@@ -49,8 +50,21 @@ def roc_figure(pred: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def _p_eq(p: float) -> str:
+    text = format_p(p)
+    return text if text.startswith(("<", "n/a")) else f"= {text}"
+
+
+def _at(t: np.ndarray, s: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Step-function value of the KM curve ``(t, s)`` at ``times`` (1 before the first event)."""
+    i = np.searchsorted(t, times, side="right") - 1
+    return np.where(i >= 0, s[np.clip(i, 0, None)], 1.0)
+
+
 def km_figure(pred: pd.DataFrame, model: str, time_unit: str | None = None) -> Figure | None:
-    """Kaplan-Meier curves of the model's high- and low-risk groups with log-rank p and HR."""
+    """Kaplan-Meier curves of the model's high- and low-risk groups: censoring marks (|),
+    a numbers-at-risk table underneath, log-rank p and hazard ratio in the title."""
+    from matplotlib.ticker import MaxNLocator
     from sksurv.nonparametric import kaplan_meier_estimator
     from sksurv.util import Surv
 
@@ -58,56 +72,119 @@ def km_figure(pred: pd.DataFrame, model: str, time_unit: str | None = None) -> F
     d = d[d["time"].notna() & d["event"].notna()]
     if d.empty:
         return None
-    y = Surv.from_arrays(d["event"].astype(bool), d["time"].astype(float))
+    ev, tm = d["event"].to_numpy(bool), d["time"].to_numpy(float)
     high = d["high_risk"].to_numpy(bool)
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    for grp, color, label in ((True, COLORS[0], "high risk"), (False, COLORS[1], "low risk")):
+    fig = plt.figure(figsize=(5.4, 5.0))
+    gs = fig.add_gridspec(2, 1, height_ratios=(4.2, 1), hspace=0.3)
+    ax, tab = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
+    groups = [
+        (g, c, lab)
+        for g, c, lab in ((True, COLORS[0], "high risk"), (False, COLORS[1], "low risk"))
+        if (high == g).sum() >= 2
+    ]
+    for grp, color, label in groups:
         m = high == grp
-        if m.sum() < 2:
-            continue
-        t, s = kaplan_meier_estimator(y["event"][m], y["time"][m])
-        ax.step(t, s, where="post", color=color, lw=2, label=f"{label} (n={m.sum()})")
-    _, p = M.logrank(y, high)
-    hr = M.hazard_ratio(y, high)
+        t, s = kaplan_meier_estimator(ev[m], tm[m])
+        ax.step(
+            np.r_[0.0, t],
+            np.r_[1.0, s],
+            where="post",
+            color=color,
+            lw=2,
+            label=f"{label} (n={m.sum()}, {ev[m].sum()} events)",
+        )
+        cens = tm[m][~ev[m]]
+        ax.plot(cens, _at(t, s, cens), "|", color=color, ms=7, mew=1.2)
+    ax.plot([], [], "|", color="grey", ms=7, label="censored")
+    _, p = M.logrank(Surv.from_arrays(ev, tm), high)
+    hr = M.hazard_ratio(Surv.from_arrays(ev, tm), high)
+    tmax = float(tm.max())
+    ticks = [x for x in MaxNLocator(nbins=6, integer=True).tick_values(0, tmax) if 0 <= x <= tmax]
+    for a in (ax, tab):
+        a.set_xlim(-0.04 * tmax, tmax * 1.04)
+        a.set_xticks(ticks)
+    ax.tick_params(labelbottom=False)
     ax.set(
-        xlabel=f"time ({time_unit or 'as recorded'})",
         ylabel="event-free probability",
         ylim=(0, 1.02),
-        title=f"{model}: log-rank p={p:.2g}, HR={hr:.2f}",
+        title=f"{model}: log-rank p {_p_eq(p)}, HR {hr:.2f} (high vs low)",
     )
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
+    ax.legend(loc="lower left", fontsize=7)
+    ax.grid(alpha=0.25)
+    for row, (grp, color, _) in enumerate(groups):
+        m = high == grp
+        for x in ticks:
+            tab.text(
+                x,
+                row,
+                str(int((tm[m] >= x).sum())),
+                ha="center",
+                va="center",
+                color=color,
+                fontsize=8,
+            )
+    tab.set_yticks(range(len(groups)), [g[2] for g in groups], fontsize=8)
+    tab.set_ylim(len(groups) - 0.5, -0.5)
+    tab.set_xlabel(f"time ({time_unit or 'as recorded'})")
+    tab.set_title("number at risk", fontsize=8, loc="left")
+    for side in ("top", "right", "left"):
+        tab.spines[side].set_visible(False)
+    tab.tick_params(axis="y", length=0)
+    fig.subplots_adjust(left=0.2, right=0.97, top=0.92, bottom=0.1)
     return fig
 
 
+def _smooth(p: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Gaussian-kernel (Nadaraya-Watson) smooth of ``y`` on ``p``, bandwidth ~ sd(p) n^-1/5."""
+    bw = max(1.06 * float(np.std(p)) * len(p) ** -0.2, 0.02)
+    w = np.exp(-0.5 * ((grid[:, None] - p[None, :]) / bw) ** 2)
+    return (w @ y) / np.maximum(w.sum(axis=1), 1e-12)
+
+
+def _span(n: np.ndarray) -> str:
+    return f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+
+
 def calibration_figure(pred: pd.DataFrame) -> Figure | None:
-    """Observed vs predicted probability (deciles) with slope / intercept per model."""
+    """Observed vs predicted probability: decile bins (patient counts in the legend), a kernel-
+    smoothed curve (5th-95th percentile of predictions), slope / intercept per model and the
+    distribution of predictions below."""
     if not pred["binary"].notna().any() or pred["prob"].isna().all():
         return None
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    fig = plt.figure(figsize=(5.0, 5.0))
+    gs = fig.add_gridspec(2, 1, height_ratios=(4, 1), hspace=0.08)
+    ax, hist = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     for color, m in zip(COLORS, _models(pred), strict=False):
         d = _of(pred, m)
         d = d[d["binary"].notna() & d["prob"].notna()]
         y, p = d["binary"].to_numpy(int), d["prob"].to_numpy(float)
-        mp, obs, _ = M.calibration_curve(y, p)
+        mp, obs, n = M.calibration_curve(y, p)
         ax.plot(
             mp,
             obs,
-            "o-",
+            "o",
             color=color,
-            label=f"{m} (slope {M.calibration_slope(y, p):.2f},"
-            f" int. {M.calibration_intercept(y, p):.2f})",
+            ms=4,
+            label=f"{m}: slope {M.calibration_slope(y, p):.2f},"
+            f" intercept {M.calibration_intercept(y, p):.2f}; {len(n)} bins of {_span(n)} patients",
         )
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+        grid = np.linspace(*np.quantile(p, [0.05, 0.95]), 80)
+        ax.plot(grid, _smooth(p, y.astype(float), grid), "-", color=color, lw=1.6, alpha=0.8)
+        hist.hist(p, bins=20, range=(0, 1), color=color, alpha=0.45)
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="ideal")
+    ax.plot([], [], "-", color="grey", label="smoothed (kernel)")
     ax.set(
-        xlabel="predicted probability",
         ylabel="observed frequency",
         xlim=(0, 1),
         ylim=(0, 1),
         title="Calibration",
     )
-    ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
+    ax.tick_params(labelbottom=False)
+    ax.legend(loc="upper left", fontsize=6.5)
+    ax.grid(alpha=0.25)
+    hist.set(xlim=(0, 1), xlabel="predicted probability", ylabel="patients")
+    hist.tick_params(labelsize=7)
+    fig.subplots_adjust(left=0.15, right=0.97, top=0.93, bottom=0.1)
     return fig
 
 
