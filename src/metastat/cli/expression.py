@@ -76,6 +76,17 @@ def _signatures(names: list[str] | None) -> tuple:
     return tuple(out)
 
 
+def _fmt(est: Any) -> str:
+    """'estimate [low, high]', or the estimate alone where there is no CI (p-values)."""
+    import math
+
+    if est is None:
+        return ""
+    if not (math.isfinite(est.ci_low) and math.isfinite(est.ci_high)):
+        return f"{est.estimate:.3g}" if math.isfinite(est.estimate) else "n/a"
+    return str(est)
+
+
 def _print_metrics(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -92,7 +103,7 @@ def _print_metrics(result: Any) -> None:
         if k.startswith(("baseline_", "delta_")):
             continue
         b, d = m.get(f"baseline_{k}"), m.get(f"delta_{k}")
-        table.add_row(k, str(v), str(b) if b else "", str(d) if d else "")
+        table.add_row(k, _fmt(v), _fmt(b), _fmt(d))
     console.print(table)
     for w in result.meta.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
@@ -253,7 +264,7 @@ def evaluate(
         "batch_key": batch_key,
         "representation": representation,
         "gene_key": gene_key,
-        "progress": not as_json,
+        "progress": True,  # bars on stderr; --json keeps stdout clean, --quiet silences
     }
     if test is not None:
         test_cohort = _test_cohort(
