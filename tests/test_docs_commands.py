@@ -29,8 +29,10 @@ DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").g
 RUN = [
     ("README.md", "metastat datasets list"),
     ("README.md", "metastat datasets show gastric_acrg"),
+    ("README.md", "metastat expression signatures"),
     ("docs/slides.md", "metastat slides info tests/data/slides/CMU-1-Small-Region.svs"),
     ("docs/slides.md", "metastat slides encoders"),
+    ("docs/slides.md", "metastat slides tile tests/data/slides --out runs/tiles --mpp 0.5"),
     ("docs/fusion.md", "metastat fusion fit -d breast_nki -o dmfs --out models/nki_fusion"),
     ("docs/fusion.md", "metastat fusion predict -m models/nki_fusion -d breast_nki --json"),
     ("docs/mil.md", "metastat mil planted --out runs/planted"),
@@ -41,6 +43,7 @@ PLACEHOLDERS = {
     "expr.csv", "clinical.csv", "new_profiles.csv", "manifest.csv", "feats/", "new_slides.csv",
     "new_clinical.csv", "new_expr.csv", "features/", "new.csv", "new_features/", "SLIDES/", "DIR",
     "tcp://HOST:8786", "runs/mine", "models/dmfs", "runs/ln_cv", "runs/ln/model",
+    "ext_expr.csv", "ext_clinical.csv",
 }  # fmt: skip
 
 #: (command prefix(es), why it is not run by this test); first match wins
@@ -62,6 +65,10 @@ EXCLUDED: list[tuple[str | tuple[str, ...], str]] = [
         "tests/test_fusion_cli.py runs the same paths with fewer replicates",
     ),
     ("metastat fusion generate", "fits a cVAE per fold (minutes); tests/test_fusion_cli.py"),
+    (
+        "metastat mil planted --out demo",
+        "the same command as the quick start's `--out runs/planted`, which this test runs",
+    ),
     (
         tuple(f"metastat mil {c}" for c in ("evaluate", "train", "predict", "heatmap", "report")),
         "trains MIL models for minutes on CPU; tests/test_mil_cli.py runs train/predict/heatmap/"
