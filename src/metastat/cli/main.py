@@ -27,6 +27,7 @@ GROUPS: tuple[tuple[str, str, str, str], ...] = (
     ("slides", "metastat.cli.slides", "Whole-slide images -> tile features.", "slides"),
     ("mil", "metastat.cli.mil", "Attention MIL over tile-feature bags.", "mil"),
     ("fusion", "metastat.cli.fusion", "Fusion of expression, histology and clinical data.", ""),
+    ("radiology", "metastat.cli.radiology", "CT / MRI lesions -> IBSI radiomics.", "radiology"),
     ("serve", "metastat.cli.serve", "Risk portal (web service and UI).", "serve"),
 )
 
