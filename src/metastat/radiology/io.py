@@ -77,7 +77,11 @@ def read_nifti(path: str | Path, *, integer: bool = False) -> Volume:
         data = data[..., 0]
     if data.ndim != 3:
         raise InputError(f"{path}: expected a 3-D image, got shape {data.shape}.")
-    _check_spacing(img.header.get_zooms()[:3], str(path))
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as fh:  # nibabel silently "fixes" a zero pixdim to 1 mm
+        raw = type(img.header).from_fileobj(fh, check=False)
+    _check_spacing(raw["pixdim"][1:4], str(path))
     lps = np.diag([-1.0, -1.0, 1.0]) @ img.affine[:3, :4]
     spacing = np.linalg.norm(lps[:, :3], axis=0)
     _check_spacing(spacing, str(path))
@@ -226,7 +230,7 @@ def _rtstruct(path: Path, image: Volume, label: str | int | None) -> np.ndarray:
     import pydicom
     from skimage.draw import polygon
 
-    ds = pydicom.dcmread(path)
+    ds = pydicom.dcmread(path, force=True)
     names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])}
     contours = list(ds.get("ROIContourSequence", []))
     if not contours:
@@ -272,7 +276,9 @@ def read_mask(path: str | Path, image: Volume, *, label: str | int | None = None
         values = None
     else:
         try:
-            kind = str(pydicom.dcmread(path, stop_before_pixels=True).get("Modality", ""))
+            kind = str(
+                pydicom.dcmread(path, stop_before_pixels=True, force=True).get("Modality", "")
+            )
         except Exception as exc:
             raise InputError(f"{path}: mask is neither NIfTI nor DICOM ({exc}).") from exc
         if kind == "SEG":
