@@ -224,14 +224,6 @@ def fit(
     typer.echo(f"saved {model} fusion of {data.modalities} to {out}")
 
 
-def _clinical_variables(model) -> list | None:
-    clin = getattr(model, "models_", {}).get("clinical")
-    if clin is not None:
-        return clin.model_.encoder_.variables
-    enc = getattr(model, "inputs_", {}).get("clinical")
-    return enc.encoder.variables if enc is not None else None
-
-
 @app.command()
 def predict(
     model_dir: Path = typer.Option(..., "--model", "-m", help="Saved fusion model directory."),
@@ -257,13 +249,14 @@ def predict(
         prediction_set,
     )
     from metastat.fusion.persist import load_fusion
+    from metastat.fusion.predict import clinical_variables, predict_new
 
     model, manifest = load_fusion(model_dir)
     others = parse_modality_files(modality)
     if dataset is not None:
         data = multimodal_from_options(dataset, manifest["outcome"], others=others)
     else:
-        variables = _clinical_variables(model)
+        variables = clinical_variables(model)
         if clinical is not None and variables is None:
             raise InputError("this model has no clinical branch; do not pass --clinical.")
         data = prediction_set(
@@ -277,17 +270,7 @@ def predict(
         )
     if drop:
         data = data.without(*drop)
-    if manifest.get("generator") and generate:
-        from metastat.fusion.generate import fill_missing, load_ridge
-
-        gen = load_ridge(model_dir / manifest["generator"])
-        if data.has(gen.source).any():
-            if gen.target not in data.tables:  # no target table given: every patient may need one
-                data = data.with_columns(gen.target, gen.genes_)
-            data = fill_missing(data, gen)
-    frame = model.predict_frame(data)
-    frame["risk_group"] = np.where(frame["high_risk"], "high", "low")
-    frame.loc[frame["modalities"] == "", "risk_group"] = "unknown (no modality)"
+    frame = predict_new(model, manifest, model_dir, data, generate=generate)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index_label="patient_id")
