@@ -55,7 +55,7 @@ def features(
         result = cohort_features(manifest, out, settings)
         table, failures = result.table, result.failures
     else:
-        if mask is None:
+        if image is None or mask is None:
             raise InputError("a single image needs its lesion: --mask MASK.")
         feats = lesion_features(image, mask, label=label, series=series, settings=settings)
         pid = patient_id or image.name.split(".")[0]

@@ -196,7 +196,7 @@ class BagInput:
 
     def fit(self, data: MultimodalSet, m: str, s: Settings) -> BagInput:
         bags = [b for b, ok in zip(data.bags[m], data.has(m), strict=True) if ok]
-        x = np.concatenate(bags)  # type: ignore[arg-type]
+        x: np.ndarray = np.concatenate(bags)  # type: ignore[arg-type]
         self.mean, self.sd, self.max_tiles, self.seed = (
             x.mean(0),
             x.std(0) + 1e-6,

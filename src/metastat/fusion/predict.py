@@ -8,7 +8,7 @@ modalities its prediction used and which of them were generated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def apply_generator(
 
 
 def records_to_set(
-    records: list[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     *,
     model: Any,
     manifest: dict[str, Any],
@@ -93,11 +93,11 @@ def records_to_set(
         raise InputError("this model has no clinical branch; do not send clinical variables.")
     nan = np.full(len(uniq), np.nan)
     outcome = pd.DataFrame({"event": nan, "time": nan, "binary": nan}, index=uniq)
-    data = align_modalities(
+    given: dict[str, Any] = {**frames, **dict(bags or {})}
+    return align_modalities(
         outcome, kind=manifest["kind"], horizon=manifest.get("horizon"), variables=variables,
-        name="new patients", **frames, **dict(bags or {}),
+        name="new patients", **given,
     )  # fmt: skip
-    return data
 
 
 def _numeric(frame: pd.DataFrame, modality: str) -> pd.DataFrame:

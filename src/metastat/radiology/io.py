@@ -69,7 +69,7 @@ def read_nifti(path: str | Path, *, integer: bool = False) -> Volume:
 
     path = Path(path)
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for corrupt files
         raise InputError(f"{path}: not a readable NIfTI file ({exc}).") from exc
     data = np.asanyarray(img.dataobj)
@@ -80,7 +80,7 @@ def read_nifti(path: str | Path, *, integer: bool = False) -> Volume:
     from nibabel.openers import ImageOpener
 
     with ImageOpener(str(path)) as fh:  # nibabel silently "fixes" a zero pixdim to 1 mm
-        raw = type(img.header).from_fileobj(fh, check=False)
+        raw: Any = type(img.header).from_fileobj(fh, check=False)
     _check_spacing(raw["pixdim"][1:4], str(path))
     lps = np.diag([-1.0, -1.0, 1.0]) @ img.affine[:3, :4]
     spacing = np.linalg.norm(lps[:, :3], axis=0)
