@@ -42,6 +42,13 @@ def features(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """IBSI radiomics (shape, first-order, texture) of one lesion or of a cohort manifest."""
+    import importlib.util
+
+    for pkg in ("mirp", "SimpleITK", "pydicom", "nibabel"):
+        if importlib.util.find_spec(pkg) is None:
+            raise InputError(
+                f"this command needs the package {pkg!r}: pip install 'metastat[radiology]'"
+            )
     from metastat.radiology.cohort import cohort_features, write_feature_table
     from metastat.radiology.features import RadiomicsSettings, lesion_features
 

@@ -161,9 +161,11 @@ def side_by_side(
     for m in models:
         if m not in FUSION_MODELS:
             build_model(m)  # raises with the list of names
-    from metastat.fusion.generate import fill_missing, make_generator
+    roles: list[tuple[str, str]] = []
+    if generators:  # torch only when generating
+        from metastat.fusion.generate import fill_missing, make_generator
 
-    roles = [(make_generator(g).source, make_generator(g).target) for g in generators]
+        roles = [(make_generator(g).source, make_generator(g).target) for g in generators]
     for src, tgt in roles:
         if not {src, tgt} <= set(data.modalities):
             raise InputError(f"generated {tgt} needs training patients with {tgt} and {src}.")
