@@ -248,3 +248,15 @@ def test_cli_single_image_and_resumable_manifest(tmp_path) -> None:
 
     res = runner.invoke(app, ["radiology", "features", "--out", str(tmp_path / "x.csv")])
     assert res.exit_code != 0
+
+
+def test_real_mr_uses_fixed_bin_number(tmp_path) -> None:
+    """MR_small.dcm (real MR, arbitrary units): discretised into 32 bins, not HU-wide bins."""
+    vol = read_image(get_testdata_file("MR_small.dcm"))
+    assert vol.modality == "MR"
+    _, y, x = np.indices(vol.array().shape)
+    disc = ((x - 32) ** 2 + (y - 32) ** 2) <= 10**2
+    f = radiomics(vol, disc, RadiomicsSettings(spacing_mm=1.0, families=("statistics", "glcm")))
+    assert any(c.endswith("_fbn_n32") for c in f.index)
+    assert not any("_fbs_" in c for c in f.index)
+    assert f["stat_mean"] == pytest.approx(vol.array()[disc].mean(), rel=0.05)
