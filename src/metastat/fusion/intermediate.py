@@ -156,19 +156,16 @@ class NeuralFusion:
         bags = [m for m, k in kinds.items() if k == "bag"]
         if not genes or not bags:
             raise InputError("co-attention fusion needs expression and histology in training.")
+        if len(bags) > 1:
+            raise InputError(f"co-attention pairs genes with one bag modality, not {bags}.")
         return genes[0], bags[0]
 
     @property
     def gene_index_(self) -> list[list[int]] | None:
         """Gene-set indices of the co-attention tokens (None for the other fusions)."""
-        return next(
-            (
-                getattr(i, "gene_index", None)
-                for i in self.inputs_.values()
-                if getattr(i, "gene_index", None)
-            ),
-            None,
-        )
+        if self.fusion != "coattention":
+            return None
+        return self.inputs_[self._coattention_roles()[0]].gene_index  # type: ignore[union-attr]
 
     def _inputs(self, data: MultimodalSet) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         p = data.present.reindex(columns=self.mods_, fill_value=False).to_numpy(dtype=bool)
