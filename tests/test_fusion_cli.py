@@ -140,7 +140,7 @@ def test_fit_predict_neural(tmp_path) -> None:
     )
     assert res.exit_code == 0, res.output
     manifest = json.loads((tmp_path / "nn" / "manifest.json").read_text())
-    assert manifest["format"] == "metastat.fusion.neural/1"
+    assert manifest["format"] == "metastat.fusion.neural/2"
     res = runner.invoke(
         app,
         [

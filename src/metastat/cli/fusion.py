@@ -30,12 +30,27 @@ TimeOpt = typer.Option(None, "--time-col", help="User data: follow-up time colum
 HorizonOpt = typer.Option(None, "--horizon", help="Horizon for binary metrics, e.g. 5y, 36m.")
 SeedOpt = typer.Option(0, "--seed", help="Random seed (recorded in outputs).")
 DropOpt = typer.Option(None, "--drop", help="Modality removed at prediction time; repeatable.")
+ModalityOpt = typer.Option(
+    None,
+    "--modality",
+    help="Another registered modality as NAME=PATH, e.g. radiology=radiomics.csv; repeatable.",
+)
 
 
 def _data(
-    dataset, outcome, horizon, clinical, variables, expression, histology, event_col, time_col, seed
+    dataset,
+    outcome,
+    horizon,
+    clinical,
+    variables,
+    expression,
+    histology,
+    event_col,
+    time_col,
+    seed,
+    others=None,
 ):
-    from metastat.fusion.inputs import multimodal_from_options
+    from metastat.fusion.inputs import multimodal_from_options, parse_modality_files
 
     return multimodal_from_options(
         dataset,
@@ -48,6 +63,7 @@ def _data(
         event_col=event_col,
         time_col=time_col,
         seed=seed,
+        others=parse_modality_files(others),
     )
 
 
@@ -73,6 +89,7 @@ def evaluate(
     variables: Path | None = VarsOpt,
     expression: Path | None = ExprOpt,
     histology: Path | None = HistOpt,
+    modality: list[str] | None = ModalityOpt,
     event_col: str | None = EventOpt,
     time_col: str | None = TimeOpt,
     model: list[str] | None = typer.Option(
@@ -111,6 +128,7 @@ def evaluate(
         event_col,
         time_col,
         seed,
+        modality,
     )
     models = list(model) if model else None
     if baseline and models is not None and baseline not in models:
@@ -151,6 +169,7 @@ def fit(
     variables: Path | None = VarsOpt,
     expression: Path | None = ExprOpt,
     histology: Path | None = HistOpt,
+    modality: list[str] | None = ModalityOpt,
     event_col: str | None = EventOpt,
     time_col: str | None = TimeOpt,
     model: str = typer.Option(
@@ -180,6 +199,7 @@ def fit(
         event_col,
         time_col,
         seed,
+        modality,
     )
     if model in UNIMODAL:
         raise InputError(
@@ -204,14 +224,6 @@ def fit(
     typer.echo(f"saved {model} fusion of {data.modalities} to {out}")
 
 
-def _clinical_variables(model) -> list | None:
-    clin = getattr(model, "models_", {}).get("clinical")
-    if clin is not None:
-        return clin.model_.encoder_.variables
-    enc = getattr(model, "clin_", None)
-    return enc.variables if enc is not None else None
-
-
 @app.command()
 def predict(
     model_dir: Path = typer.Option(..., "--model", "-m", help="Saved fusion model directory."),
@@ -219,6 +231,7 @@ def predict(
     clinical: Path | None = ClinOpt,
     expression: Path | None = ExprOpt,
     histology: Path | None = HistOpt,
+    modality: list[str] | None = ModalityOpt,
     drop: list[str] | None = DropOpt,
     generate: bool = typer.Option(
         True,
@@ -228,20 +241,24 @@ def predict(
     out: Path | None = typer.Option(None, "--out", help="Write predictions CSV here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Score patients with whatever modalities each has.
-
-    Each row says which modalities it used and whether its expression was generated.
-    """
+    """Score patients with whatever modalities each has; every row says which modalities it used
+    and whether its expression was generated from the slide."""
     import numpy as np
 
-    from metastat.fusion.inputs import multimodal_from_options, prediction_set
+    from metastat.fusion.inputs import (
+        multimodal_from_options,
+        parse_modality_files,
+        prediction_set,
+    )
     from metastat.fusion.persist import load_fusion
+    from metastat.fusion.predict import clinical_variables, predict_new
 
     model, manifest = load_fusion(model_dir)
+    others = parse_modality_files(modality)
     if dataset is not None:
-        data = multimodal_from_options(dataset, manifest["outcome"])
+        data = multimodal_from_options(dataset, manifest["outcome"], others=others)
     else:
-        variables = _clinical_variables(model)
+        variables = clinical_variables(model)
         if clinical is not None and variables is None:
             raise InputError("this model has no clinical branch; do not pass --clinical.")
         data = prediction_set(
@@ -251,19 +268,11 @@ def predict(
             histology=histology,
             kind=manifest["kind"],
             horizon=manifest["horizon"],
+            others=others,
         )
     if drop:
         data = data.without(*drop)
-    if manifest.get("generator") and generate and data.histology is not None:
-        from metastat.fusion.generate import fill_expression, load_ridge
-
-        gen = load_ridge(model_dir / manifest["generator"])
-        if data.expression is None:  # no expression table given: every patient may need one
-            data = data.with_gene_columns(gen.genes_)
-        data = fill_expression(data, gen)
-    frame = model.predict_frame(data)
-    frame["risk_group"] = np.where(frame["high_risk"], "high", "low")
-    frame.loc[frame["modalities"] == "", "risk_group"] = "unknown (no modality)"
+    frame = predict_new(model, manifest, model_dir, data, generate=generate)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index_label="patient_id")
@@ -278,6 +287,7 @@ def predict(
                     "probability": None if not np.isfinite(r.prob) else float(r.prob),
                     "risk_group": r.risk_group,
                     "modalities": r.modalities,
+                    "generated": r.generated,
                     "expression_generated": bool(r.expression_generated),
                 }
                 for pid, r in frame.iterrows()

@@ -27,9 +27,10 @@ GROUPS: tuple[tuple[str, str, str, str], ...] = (
     (
         "fusion",
         "metastat.cli.fusion",
-        "Fusion of expression, histology and clinical data.",
+        "Fusion of expression, histology, radiology and clinical data.",
         "fusion",
     ),
+    ("radiology", "metastat.cli.radiology", "CT / MRI lesions -> IBSI radiomics.", "radiology"),
     ("serve", "metastat.cli.serve", "Risk portal (web service and UI).", "serve"),
     ("report", "metastat.cli.report", "Index page linking the reports of several runs.", ""),
 )

@@ -42,18 +42,27 @@ class _Pool(nn.Module):
 
 
 class CoAttentionNet(nn.Module):
-    """Gene-set tokens x tiles cross-attention, plus an optional clinical branch."""
+    """Gene-set tokens x instances (tiles) cross-attention, plus a branch per other table modality.
+
+    ``columns`` maps every modality to its column of ``present``; ``genes`` / ``bag`` name the
+    expression and bag modalities; ``tables`` the widths of the others (e.g. clinical, radiology).
+    """
 
     def __init__(
         self,
         gene_index: list[list[int]],
         tile_dim: int,
-        clinical_dim: int = 0,
+        tables: dict[str, int] | None = None,
         hidden: int = 32,
         heads: int = 2,
         dropout: float = 0.25,
+        *,
+        columns: dict[str, int],
+        genes: str = "expression",
+        bag: str = "histology",
     ) -> None:
         super().__init__()
+        self.columns, self.genes, self.bag = columns, genes, bag
         self.gene_index = [torch.as_tensor(ix, dtype=torch.long) for ix in gene_index]
         self.tokens = nn.ModuleList(
             nn.Sequential(nn.Linear(len(ix), hidden), nn.ReLU(), nn.Dropout(dropout))
@@ -63,14 +72,16 @@ class CoAttentionNet(nn.Module):
         self.tiles = nn.Sequential(nn.Linear(tile_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
         self.cross = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
         self.pool_path, self.pool_gene = _Pool(hidden, dropout), _Pool(hidden, dropout)
-        self.clinical = (
-            nn.Sequential(nn.Linear(clinical_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
-            if clinical_dim
-            else None
+        self.tables = nn.ModuleDict(
+            {
+                m: nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout))
+                for m, d in (tables or {}).items()
+                if d
+            }
         )
-        n_parts = 3 if clinical_dim else 2
+        n_parts = 2 + len(self.tables)
         self.head = nn.Sequential(
-            nn.Linear(n_parts * hidden + 3, hidden),
+            nn.Linear(n_parts * hidden + len(columns), hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, 1),
@@ -78,19 +89,20 @@ class CoAttentionNet(nn.Module):
         self.last_attention: torch.Tensor | None = None
 
     def forward(self, batch: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
-        """``batch``: expression (B, G), tiles (B, N, D), tile_mask (B, N), clinical (B, C);
-        ``present``: (B, 3) float for clinical, expression, histology."""
-        expr = batch["expression"]
+        """``batch``: genes (B, G), bag (B, N, D) with ``bag.mask`` (B, N), each table (B, C);
+        ``present``: (B, modalities) float, columns as ``columns``."""
+        expr = batch[self.genes]
         b = expr.shape[0]
         tok = torch.stack(
             [f(expr[:, ix]) for f, ix in zip(self.tokens, self.gene_index, strict=True)], 1
         )
-        has_e = present[:, 1:2].unsqueeze(-1)
+        e_col = self.columns[self.genes]
+        has_e = present[:, e_col : e_col + 1].unsqueeze(-1)
         tok = has_e * tok + (1 - has_e) * self.missing_tokens.unsqueeze(0).expand(b, -1, -1)
-        tiles = self.tiles(batch["tiles"])
-        has_h = present[:, 2] > 0
-        tile_mask = batch["tile_mask"] & has_h.unsqueeze(1)
-        # a patient without histology attends to a single zero tile (masked out afterwards)
+        tiles = self.tiles(batch[self.bag])
+        has_h = present[:, self.columns[self.bag]] > 0
+        tile_mask = batch[f"{self.bag}.mask"] & has_h.unsqueeze(1)
+        # a patient without the bag attends to a single zero tile (masked out afterwards)
         safe_mask = tile_mask.clone()
         safe_mask[~has_h, 0] = True
         co, att = self.cross(tok, tiles, tiles, key_padding_mask=~safe_mask)
@@ -99,7 +111,8 @@ class CoAttentionNet(nn.Module):
         token_mask = torch.ones(co.shape[:2], dtype=torch.bool, device=co.device)
         path, _ = self.pool_path(co, token_mask)
         gene, _ = self.pool_gene(tok, token_mask)
-        parts = [path, gene * present[:, 1:2]]
-        if self.clinical is not None:
-            parts.append(self.clinical(batch["clinical"]) * present[:, 0:1])
+        parts = [path, gene * present[:, e_col : e_col + 1]]
+        for m, f in self.tables.items():
+            c = self.columns[m]
+            parts.append(f(batch[m]) * present[:, c : c + 1])
         return self.head(torch.cat([*parts, present], dim=1)).squeeze(-1)

@@ -1,4 +1,6 @@
-"""Expression generated from histology: tile features -> expression profile of the slide.
+"""One modality generated from another; built in: expression from histology (tile features ->
+expression profile of the slide). Any registered source (bags mean-pooled) and table target work
+(``make_generator(name, source=..., target=...)``).
 
 Two generators share one interface (``fit(features, expression)``, ``predict(features)``):
 
@@ -47,26 +49,30 @@ class _Generator:
     def predict(self, features: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    #: the modality generated from (any; bags are mean-pooled) and the table modality generated
+    source: str = "histology"
+    target: str = "expression"
+
     def fit_set(self, data: MultimodalSet) -> _Generator:
-        """Fit on the patients with both histology and (measured) expression."""
-        assert data.generated is not None  # set in MultimodalSet.__post_init__
-        both = (data.present["expression"] & data.present["histology"]).to_numpy() & ~data.generated
+        """Fit on the patients with both the source and the (measured) target modality."""
+        src, tgt = self.source, self.target
+        both = data.has(src) & data.measured(tgt)
         if both.sum() < 10:
             raise InputError(
-                f"generating expression needs >= 10 training patients with both histology and "
-                f"expression; found {int(both.sum())}."
+                f"generating {tgt} needs >= 10 training patients with both {src} and "
+                f"{tgt}; found {int(both.sum())}."
             )
-        x = data.pooled_histology().to_numpy()[both]
-        expr = data.expression[both]  # type: ignore[index]
-        self.genes_ = list(expr.columns)
-        ok = expr.notna().all().to_numpy()
-        self.genes_ = [g for g, k in zip(self.genes_, ok, strict=True) if k]
-        return self.fit(x, expr[self.genes_].to_numpy())
+        x = data.features(src).to_numpy()[both]
+        table = data.features(tgt)[both]
+        ok = table.notna().all().to_numpy()
+        self.genes_ = [g for g, k in zip(table.columns, ok, strict=True) if k]
+        return self.fit(x, table[self.genes_].to_numpy())
 
     def generate(self, data: MultimodalSet) -> pd.DataFrame:
-        """Generated expression (genes of the training data) of every patient with histology."""
-        has = data.present["histology"].to_numpy()
-        x = data.pooled_histology().to_numpy()[has]
+        """Generated target values (columns of the training data) of every patient with the
+        source modality."""
+        has = data.has(self.source)
+        x = data.features(self.source).to_numpy()[has]
         return pd.DataFrame(self.predict(x), index=data.ids[has], columns=self.genes_)
 
 
@@ -172,24 +178,34 @@ class CVAEGenerator(_Generator):
 GENERATORS = {"ridge": RidgeGenerator, "cvae": CVAEGenerator}
 
 
-def make_generator(name: str, seed: int = 0) -> _Generator:
+def make_generator(
+    name: str, seed: int = 0, *, source: str = "histology", target: str = "expression"
+) -> _Generator:
+    """Generator ``name`` of table modality ``target`` from modality ``source``."""
     if name not in GENERATORS:
         raise UnknownNameError(
             f"unknown generator {name!r}; generators: {sorted(GENERATORS)}."
             f"{did_you_mean(name, sorted(GENERATORS))}"
         )
-    return GENERATORS[name](seed=seed)
+    gen = GENERATORS[name](seed=seed)
+    gen.source, gen.target = source, target
+    return gen
 
 
-def fill_expression(data: MultimodalSet, generator: _Generator) -> MultimodalSet:
-    """Fill in expression of patients who have histology but no expression (marked generated)."""
-    if data.expression is None:
-        raise InputError("the data set has no expression genes to fill in.")
-    rows = (~data.present["expression"] & data.present["histology"]).to_numpy()
+def fill_missing(data: MultimodalSet, generator: _Generator) -> MultimodalSet:
+    """Fill in the generator's target modality for patients who have its source modality but not
+    the target (marked generated)."""
+    tgt = generator.target
+    if tgt not in data.tables:
+        raise InputError(f"the data set has no {tgt} columns to fill in.")
+    rows = ~data.has(tgt) & data.has(generator.source)
     if not rows.any():
         return data
     gen = generator.generate(data.subset(np.flatnonzero(rows)))
-    return data.with_expression(gen, rows)
+    return data.with_values(tgt, gen, rows)
+
+
+fill_expression = fill_missing  # the built-in generators fill expression from histology
 
 
 def per_gene_correlation(true: pd.DataFrame, pred: pd.DataFrame) -> pd.Series:
@@ -212,17 +228,17 @@ def generation_cv(
 ) -> pd.DataFrame:
     """Held-out per-gene correlation of each generator (patient-grouped CV; predictions of all
     test folds pooled, then correlated per gene). Columns: one per generator; rows: genes."""
-    both = (data.present["expression"] & data.present["histology"]).to_numpy()
-    d = data.subset(np.flatnonzero(both))
-    splits = patient_kfold(d.ids, d.labels, n_splits=n_splits, seed=seed)
     out = {}
     for name in generators:
+        g = make_generator(name, seed)
+        d = data.subset(np.flatnonzero(data.has(g.source) & data.has(g.target)))
+        splits = patient_kfold(d.ids, d.labels, n_splits=n_splits, seed=seed)
         preds = []
         for s in prog.progress(splits, f"generate ({name})", unit="fold", enabled=progress):
             gen = make_generator(name, seed).fit_set(d.subset(s.train))
             preds.append(gen.generate(d.subset(s.test)))
         pred = pd.concat(preds)
-        out[name] = per_gene_correlation(d.expression.loc[pred.index, pred.columns], pred)  # type: ignore[union-attr]
+        out[name] = per_gene_correlation(d.features(g.target).loc[pred.index, pred.columns], pred)
     return pd.DataFrame(out)
 
 
@@ -245,6 +261,8 @@ def save_ridge(gen: RidgeGenerator, path: str | Path) -> Path:
         "format": "metastat.fusion.ridge_generator/1",
         "genes": gen.genes_,
         "alpha": float(gen.model_.alpha_),
+        "source": gen.source,
+        "target": gen.target,
     }
     atomic_write(out / "generator.json", json.dumps(meta))
     return out
@@ -268,6 +286,7 @@ def load_ridge(path: str | Path) -> RidgeGenerator:
         raise ModelError(f"{path}: cannot read the expression generator ({exc}).") from exc
     gen = RidgeGenerator()
     gen.genes_ = list(meta["genes"])
+    gen.source, gen.target = meta.get("source", "histology"), meta.get("target", "expression")
     gen.model_ = _Linear(a["coef"], a["intercept"])  # type: ignore[assignment]
     gen.x_mean_, gen.x_sd_, gen.y_mean_, gen.y_sd_ = a["x_mean"], a["x_sd"], a["y_mean"], a["y_sd"]
     return gen

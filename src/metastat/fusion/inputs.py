@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -30,6 +32,7 @@ from metastat.fusion.modalities import (
     outcome_table,
     usable_mask,
 )
+from metastat.fusion.registry import get_modality
 
 PAIRED = "paired_benchmark"
 _TCGA = re.compile(r"^(TCGA-[A-Z0-9]{2}-[A-Z0-9]{4})")
@@ -73,6 +76,23 @@ def read_variables(path: str | Path) -> list[Variable]:
     return [Variable(**v) for v in raw]
 
 
+def parse_modality_files(items: list[str] | None) -> dict[str, Path]:
+    """``NAME=PATH`` items (CLI ``--modality``) -> {registered modality: path}."""
+    out: dict[str, Path] = {}
+    for item in items or ():
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise InputError(f"--modality {item!r}: write NAME=PATH, e.g. radiology=radiomics.csv.")
+        get_modality(name)  # unknown names raise with the list
+        out[name] = Path(path)
+    return out
+
+
+def load_modalities(files: Mapping[str, Path] | None) -> dict[str, Any]:
+    """Each registered modality's file or folder read by its registry loader."""
+    return {m: get_modality(m).load(Path(p)) for m, p in (files or {}).items()}
+
+
 def multimodal_from_options(
     dataset: str | None,
     outcome: str,
@@ -85,8 +105,11 @@ def multimodal_from_options(
     event_col: str | None = None,
     time_col: str | None = None,
     seed: int = 0,
+    others: Mapping[str, Path] | None = None,
 ) -> MultimodalSet:
-    """Build the multimodal set the CLI options describe (see module docstring)."""
+    """Build the multimodal set the CLI options describe (see module docstring); ``others``:
+    further registered modalities by file (e.g. ``{"radiology": radiomics.csv}``)."""
+    more = load_modalities(others)
     bags = load_histology(histology, seed=seed) if histology else None
     expr = read_table(expression) if expression else None
     vars_ = read_variables(variables) if variables else None
@@ -96,7 +119,7 @@ def multimodal_from_options(
         return make_paired_benchmark(seed=seed).data
     if dataset in DATASETS:
         return from_cohort(
-            load_dataset(dataset), outcome, horizon=horizon, variables=vars_, histology=bags
+            load_dataset(dataset), outcome, horizon=horizon, variables=vars_, histology=bags, **more
         )
     if dataset in CLINICAL_TABLES:
         return from_cohort(
@@ -107,6 +130,7 @@ def multimodal_from_options(
             expression=False,
             expression_table=expr,
             histology=bags,
+            **more,
         )
     if dataset is not None:
         names = sorted([*DATASETS, *CLINICAL_TABLES, PAIRED])
@@ -136,6 +160,7 @@ def multimodal_from_options(
         histology=bags,
         extra="drop",
         name=Path(clinical).stem,
+        **more,
     )
 
 
@@ -147,20 +172,23 @@ def prediction_set(
     histology: Path | None = None,
     kind: str = "survival",
     horizon: float | None = None,
+    others: Mapping[str, Path] | None = None,
 ) -> MultimodalSet:
     """New patients without outcomes: every patient id found in any of the given tables."""
     tables = {
         "clinical": read_table(clinical) if clinical else None,
         "expression": read_table(expression) if expression else None,
+        "histology": load_histology(histology) if histology else None,
+        **load_modalities(others),
     }
-    bags = load_histology(histology) if histology else None
-    ids: list[str] = []
-    for t in tables.values():
-        if t is not None:
-            ids += [str(i) for i in t.index]
-    ids += list(bags or {})
+    ids = [
+        str(i)
+        for t in tables.values()
+        if t is not None
+        for i in (t.index if isinstance(t, pd.DataFrame) else t)
+    ]
     if not ids:
-        raise InputError("give at least one of --clinical, --expression, --histology.")
+        raise InputError("give at least one of --clinical, --expression, --histology, --modality.")
     uniq = list(dict.fromkeys(ids))
     nan = np.full(len(uniq), np.nan)
     outcome = pd.DataFrame({"event": nan, "time": nan, "binary": nan}, index=uniq)
@@ -168,9 +196,7 @@ def prediction_set(
         outcome,
         kind=kind,
         horizon=horizon,
-        clinical=tables["clinical"],
         variables=variables if tables["clinical"] is not None else None,
-        expression=tables["expression"],
-        histology=bags,
         name="new patients",
+        **tables,
     )

@@ -1,9 +1,11 @@
 """Intermediate fusion in torch: modality embeddings fused by concatenation, a gate or a
 Kronecker product (Pathomic-fusion style), or gene-set x tile co-attention; modality dropout.
 
-Inputs are prepared per training fold: clinical variables by the typed clinical encoder,
-expression by the expression preprocessor (most variable genes, standardised; PCA-compressed for
-the embedding fusions), tiles standardised and pooled by gated attention (the ABMIL pooling of
+Any registered set of modalities (:mod:`metastat.fusion.registry`). Inputs are prepared per
+training fold by each modality's encoder kind (:mod:`metastat.fusion.neural_inputs`): clinical
+variables by the typed clinical encoder, expression by the expression preprocessor (most variable
+genes, standardised; PCA-compressed for the embedding fusions), numeric tables (radiomics)
+standardised, bags (tiles) standardised and pooled by gated attention (the ABMIL pooling of
 :mod:`metastat.mil.models`). A patient lacking a modality gets a zero embedding and a presence
 flag; training drops present modalities at random (never all) so the model learns to predict from
 any subset. Early stopping and probability calibration use a patient-grouped validation split of
@@ -17,45 +19,38 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.decomposition import PCA
 from torch import nn
 
-from metastat.clinical.encoder import ClinicalEncoder
 from metastat.core.calibration import Calibrator, median_cut
 from metastat.core.cox import cox_nll
 from metastat.errors import InputError
 from metastat.evaluate.splits import train_validation_split
-from metastat.expression.preprocess import ExpressionPreprocessor
-from metastat.fusion.coattention import CoAttentionNet, cluster_gene_sets
-from metastat.fusion.modalities import MODALITIES, MultimodalSet, single_thread
-from metastat.mil.bags import collate
+from metastat.fusion.coattention import CoAttentionNet
+from metastat.fusion.modalities import MultimodalSet, single_thread
+from metastat.fusion.neural_inputs import INPUTS, Input, Projection, Settings
+from metastat.fusion.registry import get_modality
 from metastat.mil.models import GatedAttention, masked_softmax
 
 Fusion = Literal["concat", "gated", "kronecker", "coattention"]
 
 
-class Projection:
-    """A fitted linear projection (PCA): ``(x - mean) @ components.T``."""
-
-    def __init__(self, mean: np.ndarray, components: np.ndarray) -> None:
-        self.mean_, self.components_ = np.asarray(mean), np.asarray(components)
-
-    @property
-    def n_components_(self) -> int:
-        return int(self.components_.shape[0])
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x) - self.mean_) @ self.components_.T
+__all__ = ["FusionNet", "NeuralFusion", "Projection"]
 
 
 class FusionNet(nn.Module):
-    """Per-modality encoders to ``hidden``-d embeddings, fused, then a risk head."""
+    """Per-modality encoders to ``hidden``-d embeddings (bag modalities pooled by gated
+    attention), fused, then a risk head. ``present`` columns follow ``dims`` order."""
 
     def __init__(
-        self, dims: dict[str, int], fusion: Fusion, hidden: int = 32, dropout: float = 0.25
+        self,
+        dims: dict[str, int],
+        fusion: Fusion,
+        hidden: int = 32,
+        dropout: float = 0.25,
+        bags: tuple[str, ...] = (),
     ):
         super().__init__()
-        self.fusion, self.mods = fusion, [m for m in MODALITIES if dims.get(m)]
+        self.fusion, self.mods = fusion, [m for m in dims if dims[m]]
         h = hidden if fusion != "kronecker" else max(4, hidden // 4)
         self.enc = nn.ModuleDict(
             {
@@ -63,29 +58,28 @@ class FusionNet(nn.Module):
                 for m in self.mods
             }
         )
-        if "histology" in self.mods:
-            self.tile_attn = GatedAttention(h, h, 1, dropout)
+        self.bags = [m for m in self.mods if m in bags]
+        self.pool = nn.ModuleDict({m: GatedAttention(h, h, 1, dropout) for m in self.bags})
+        k = len(self.mods)
         if fusion == "concat":
-            width = h * len(self.mods) + len(MODALITIES)
+            width = h * k + k
         elif fusion == "gated":
-            self.gate = nn.Linear(h * len(self.mods) + len(MODALITIES), len(self.mods))
-            width = h + len(MODALITIES)
+            self.gate = nn.Linear(h * k + k, k)
+            width = h + k
         else:
-            width = (h + 1) ** len(self.mods)
+            width = (h + 1) ** k
         self.head = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1)
         )
 
     def embed(self, batch: dict[str, torch.Tensor], present: torch.Tensor) -> list[torch.Tensor]:
         out = []
-        for m in self.mods:
-            if m == "histology":
-                t = self.enc[m](batch["tiles"])
-                a = masked_softmax(self.tile_attn(t)[:, 0], batch["tile_mask"])
-                e = torch.einsum("bn,bnd->bd", a, t)
-            else:
-                e = self.enc[m](batch[m])
-            out.append(e * present[:, MODALITIES.index(m)].unsqueeze(1))
+        for i, m in enumerate(self.mods):
+            e = self.enc[m](batch[m])
+            if m in self.pool:
+                a = masked_softmax(self.pool[m](e)[:, 0], batch[f"{m}.mask"])
+                e = torch.einsum("bn,bnd->bd", a, e)
+            out.append(e * present[:, i].unsqueeze(1))
         return out
 
     def forward(self, batch: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
@@ -133,90 +127,65 @@ class NeuralFusion:
         self.seed = seed
 
     # -- inputs -----------------------------------------------------------------------------------
+    def _settings(self) -> Settings:
+        return Settings(
+            self.fusion, self.n_components, self.n_genes, self.gene_sets, self.n_gene_sets,
+            self.max_tiles, self.seed,
+        )  # fmt: skip
+
     def _fit_inputs(self, data: MultimodalSet) -> None:
-        self.mods_ = [m for m in data.modalities]
-        if self.fusion == "coattention" and not {"expression", "histology"} <= set(self.mods_):
+        self.mods_ = list(data.modalities)
+        if self.fusion == "coattention":
+            self._coattention_roles()
+        s = self._settings()
+        self.inputs_: dict[str, Input] = {
+            m: INPUTS[get_modality(m).neural]().fit(data, m, s) for m in self.mods_
+        }
+
+    def _coattention_roles(self) -> tuple[str, str]:
+        """The (expression, bag) modalities co-attention pairs; the others join as tables."""
+        kinds = {m: get_modality(m).neural for m in self.mods_}
+        genes = [m for m, k in kinds.items() if k == "expression"]
+        bags = [m for m, k in kinds.items() if k == "bag"]
+        if not genes or not bags:
             raise InputError("co-attention fusion needs expression and histology in training.")
-        p = data.present
-        if "clinical" in self.mods_:
-            assert data.clinical is not None
-            self.clin_ = ClinicalEncoder(data.variables).fit(
-                data.clinical[p["clinical"].to_numpy()]
-            )
-        if "expression" in self.mods_:
-            assert data.expression is not None
-            x = data.expression[p["expression"].to_numpy()]
-            self.pre_ = ExpressionPreprocessor(n_genes=self.n_genes).fit(x)
-            z = self.pre_.transform(x)
-            if self.fusion == "coattention":
-                sets = self.gene_sets or cluster_gene_sets(
-                    z.to_numpy(), list(z.columns), self.n_gene_sets, self.seed
-                )
-                cols = {g: i for i, g in enumerate(z.columns)}
-                self.gene_index_ = [[cols[g] for g in s if g in cols] for s in sets.values()]
-                self.gene_index_ = [ix for ix in self.gene_index_ if ix]
-                if not self.gene_index_:
-                    raise InputError("no gene of the given gene sets is among the model's genes.")
-            else:
-                k = max(1, min(self.n_components, z.shape[0] - 1, z.shape[1]))
-                pca = PCA(k, random_state=self.seed).fit(z.to_numpy())
-                self.pca_ = Projection(pca.mean_, pca.components_)
-        if "histology" in self.mods_:
-            tiles = np.concatenate(
-                [b for b, ok in zip(data.histology or [], p["histology"], strict=True) if ok]
-            )
-            self.tile_mean_, self.tile_sd_ = tiles.mean(0), tiles.std(0) + 1e-6
+        if len(bags) > 1:
+            raise InputError(f"co-attention pairs genes with one bag modality, not {bags}.")
+        return genes[0], bags[0]
+
+    @property
+    def gene_index_(self) -> list[list[int]] | None:
+        """Gene-set indices of the co-attention tokens (None for the other fusions)."""
+        if self.fusion != "coattention":
+            return None
+        return self.inputs_[self._coattention_roles()[0]].gene_index  # type: ignore[union-attr]
 
     def _inputs(self, data: MultimodalSet) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        n, p = len(data), data.present.reindex(columns=list(MODALITIES), fill_value=False)
-        p = p & pd.Series({m: m in self.mods_ for m in MODALITIES})
+        p = data.present.reindex(columns=self.mods_, fill_value=False).to_numpy(dtype=bool)
+        rng = np.random.default_rng(self.seed)
         batch: dict[str, torch.Tensor] = {}
-        if "clinical" in self.mods_:
-            x = np.zeros((n, len(self.clin_.feature_names_)))
-            has = p["clinical"].to_numpy()
-            if has.any():
-                assert data.clinical is not None
-                x[has] = self.clin_.transform(data.clinical[has]).to_numpy()
-            batch["clinical"] = torch.as_tensor(x, dtype=torch.float32)
-        if "expression" in self.mods_:
-            width = (
-                len(self.pre_.genes_) if self.fusion == "coattention" else self.pca_.n_components_
-            )
-            x = np.zeros((n, width))
-            has = p["expression"].to_numpy()
-            if has.any():
-                assert data.expression is not None
-                z = self.pre_.transform(data.expression[has]).to_numpy()
-                x[has] = z if self.fusion == "coattention" else self.pca_.transform(z)
-            batch["expression"] = torch.as_tensor(x, dtype=torch.float32)
-        if "histology" in self.mods_:
-            rng = np.random.default_rng(self.seed)
-            dim = len(self.tile_mean_)
-            bags = []
-            for b, ok in zip(data.histology or [None] * n, p["histology"], strict=True):
-                if ok and b is not None:
-                    if len(b) > self.max_tiles:
-                        b = b[np.sort(rng.choice(len(b), self.max_tiles, replace=False))]
-                    bags.append((b - self.tile_mean_) / self.tile_sd_)
-                else:
-                    bags.append(np.zeros((1, dim), np.float32))
-            batch["tiles"], batch["tile_mask"] = collate(bags)
-        return batch, torch.as_tensor(p.to_numpy(dtype=np.float32))
+        for j, m in enumerate(self.mods_):
+            batch |= self.inputs_[m].tensors(data, m, p[:, j], rng)
+        return batch, torch.as_tensor(p.astype(np.float32))
 
     # -- training ---------------------------------------------------------------------------------
     def _net(self) -> nn.Module:
+        widths = {m: self.inputs_[m].width for m in self.mods_}
         if self.fusion == "coattention":
+            genes, bag = self._coattention_roles()
+            cols = {m: j for j, m in enumerate(self.mods_)}
             return CoAttentionNet(
-                self.gene_index_,
-                len(self.tile_mean_),
-                len(self.clin_.feature_names_) if "clinical" in self.mods_ else 0,
+                self.gene_index_,  # type: ignore[arg-type]
+                widths[bag],
+                {m: w for m, w in widths.items() if m not in (genes, bag)},
                 self.hidden,
                 dropout=self.dropout,
+                columns=cols,
+                genes=genes,
+                bag=bag,
             )
-        dims = {"clinical": len(self.clin_.feature_names_) if "clinical" in self.mods_ else 0}
-        dims["expression"] = self.pca_.n_components_ if "expression" in self.mods_ else 0
-        dims["histology"] = len(self.tile_mean_) if "histology" in self.mods_ else 0
-        return FusionNet(dims, self.fusion, self.hidden, self.dropout)  # type: ignore[arg-type]
+        bags = tuple(m for m in self.mods_ if get_modality(m).form == "bag")
+        return FusionNet(widths, self.fusion, self.hidden, self.dropout, bags)  # type: ignore[arg-type]
 
     def _loss(
         self, risk: torch.Tensor, y: dict[str, torch.Tensor], rows: torch.Tensor
@@ -309,7 +278,6 @@ class NeuralFusion:
             sp = self.survival_at(risk, surv_times)
             for i in range(sp.shape[1]):
                 out[f"surv_{i}"] = sp[:, i]
-        used = data.used(self.mods_)
-        out["modalities"] = used
-        out["expression_generated"] = data.generated & np.array(["expression" in u for u in used])
+        for k, v in data.provenance(data.used(self.mods_)).items():
+            out[k] = v
         return out

@@ -150,8 +150,8 @@ class LateFusion:
         if sp is not None and np.isfinite(sp).any():
             for i in range(sp.shape[1]):
                 out[f"surv_{i}"] = sp[:, i]
-        out["modalities"] = used
-        out["expression_generated"] = data.generated & np.array(["expression" in u for u in used])
+        for k, v in data.provenance(used).items():
+            out[k] = v
         return out
 
     def _best_subset(self, available: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -1,5 +1,7 @@
 """A multimodal sample set: patients aligned *by id* across modality tables, with presence masks.
 
+The modalities are the registered ones (:mod:`metastat.fusion.registry`), any set of them.
+
 Every modality table is indexed by patient id. Alignment is always by id, never by row position:
 shuffling the rows of any table gives the same set. Patients of the outcome table who lack a
 modality are marked absent (``present[m] = False``); ids found in a modality table but not in the
@@ -24,43 +26,64 @@ from metastat.data.outcomes import Outcome, resolve_outcome
 from metastat.data.tables import check_unique_ids
 from metastat.errors import InputError
 from metastat.expression.heads import make_target
+from metastat.fusion.registry import get_modality, modality_names
 
-MODALITIES = ("clinical", "expression", "histology")
+MODALITIES = modality_names()
 
 
 @dataclass
 class MultimodalSet:
     """Patients (``ids``) with their outcome target and whatever modalities each one has.
 
-    ``clinical`` (raw columns) and ``expression`` (genes) are DataFrames indexed by ``ids`` (rows of
-    absent patients are NaN); ``histology`` is one tile-feature bag (n_tiles, dim) per patient or
-    None. ``present`` is a bool DataFrame (ids x modalities); ``generated`` marks patients whose
-    expression was generated from histology rather than measured.
+    ``tables`` maps a table modality (e.g. clinical raw columns, expression genes, radiomics) to a
+    DataFrame indexed by ``ids`` (rows of absent patients are NaN); ``bags`` maps a bag modality
+    (e.g. histology tile features) to one (n, dim) array per patient or None. ``present`` is a
+    bool DataFrame (ids x modalities); ``synthetic`` marks modality values that were generated
+    from another modality rather than measured (ids x modalities).
     """
 
     ids: np.ndarray
     target: np.ndarray  # metastat.expression.heads.make_target structure
     kind: str  # "binary" | "survival"
     horizon: float | None
-    clinical: pd.DataFrame | None = None
-    expression: pd.DataFrame | None = None
-    histology: list[np.ndarray | None] | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    bags: dict[str, list[np.ndarray | None]] = field(default_factory=dict)
     variables: list[Variable] = field(default_factory=list)
     present: pd.DataFrame = field(default_factory=pd.DataFrame)
-    generated: np.ndarray | None = None
+    synthetic: pd.DataFrame | None = None
     name: str = "cohort"
 
     def __post_init__(self) -> None:
-        if self.generated is None:
-            self.generated = np.zeros(len(self.ids), dtype=bool)
+        if self.synthetic is None:
+            self.synthetic = pd.DataFrame(
+                False, index=self.present.index, columns=self.present.columns
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def modalities(self) -> list[str]:
-        """Modalities present for at least one patient."""
-        return [m for m in MODALITIES if m in self.present and bool(self.present[m].any())]
+        """Modalities present for at least one patient (registry order)."""
+        return [m for m in self.present if bool(self.present[m].any())]
+
+    @property
+    def generated(self) -> np.ndarray:
+        """Per patient: is any of its modality values generated (not measured)?"""
+        return self.synthetic.to_numpy(dtype=bool).any(axis=1)  # type: ignore[union-attr]
+
+    # shorthands of the built-in modalities (None when the set lacks them)
+    @property
+    def clinical(self) -> pd.DataFrame | None:
+        return self.tables.get("clinical")
+
+    @property
+    def expression(self) -> pd.DataFrame | None:
+        return self.tables.get("expression")
+
+    @property
+    def histology(self) -> list[np.ndarray | None] | None:
+        return self.bags.get("histology")
 
     @property
     def labels(self) -> np.ndarray:
@@ -69,6 +92,18 @@ class MultimodalSet:
             return np.nan_to_num(self.target["binary"]).astype(int)
         return self.target["event"].astype(int)
 
+    def has(self, modality: str) -> np.ndarray:
+        """Bool mask of the patients who have ``modality``."""
+        if modality not in self.present:
+            return np.zeros(len(self), dtype=bool)
+        return self.present[modality].to_numpy(dtype=bool)
+
+    def measured(self, modality: str) -> np.ndarray:
+        """Bool mask of the patients whose ``modality`` is present and not generated."""
+        syn = self.synthetic
+        gen = syn[modality].to_numpy(bool) if modality in syn else np.zeros(len(self), bool)  # type: ignore[operator,index]
+        return self.has(modality) & ~gen
+
     def subset(self, idx: np.ndarray) -> MultimodalSet:
         """Patients ``idx`` (positions)."""
         idx = np.asarray(idx)
@@ -76,60 +111,92 @@ class MultimodalSet:
             self,
             ids=self.ids[idx],
             target=self.target[idx],
-            clinical=None if self.clinical is None else self.clinical.iloc[idx],
-            expression=None if self.expression is None else self.expression.iloc[idx],
-            histology=None if self.histology is None else [self.histology[i] for i in idx],
+            tables={m: t.iloc[idx] for m, t in self.tables.items()},
+            bags={m: [b[i] for i in idx] for m, b in self.bags.items()},
             present=self.present.iloc[idx],
-            generated=self.generated[idx],  # type: ignore[index]
+            synthetic=self.synthetic.iloc[idx],  # type: ignore[union-attr]
         )
 
     def without(self, *modalities: str) -> MultimodalSet:
         """The same patients with ``modalities`` removed (marked absent for everyone)."""
-        unknown = set(modalities) - set(MODALITIES)
-        if unknown:
-            raise InputError(f"unknown modalities {sorted(unknown)}; modalities: {MODALITIES}.")
-        present = self.present.copy()
+        for m in modalities:
+            get_modality(m)  # unknown names raise with the list of modalities
+        present, synthetic = self.present.copy(), self.synthetic.copy()  # type: ignore[union-attr]
         for m in modalities:
             if m in present:
                 present[m] = False
-        gen = self.generated & ~np.isin("expression", modalities)  # type: ignore[operator]
-        return replace(self, present=present, generated=gen)
+                synthetic[m] = False
+        return replace(self, present=present, synthetic=synthetic)
 
-    def with_expression(self, frame: pd.DataFrame, rows: np.ndarray) -> MultimodalSet:
-        """Expression of patients ``rows`` (bool mask) replaced by ``frame`` (generated values)."""
-        if self.expression is None:
-            raise InputError("no expression modality to fill in (no gene list).")
-        expr = self.expression.copy()
-        values = frame.reindex(index=expr.index[rows], columns=expr.columns)
-        expr.loc[expr.index[rows]] = values.to_numpy()
-        present = self.present.copy()
-        present.loc[present.index[rows], "expression"] = True
-        gen = self.generated.copy()  # type: ignore[union-attr]
-        gen[rows] = True
-        return replace(self, expression=expr, present=present, generated=gen)
+    def with_values(self, modality: str, frame: pd.DataFrame, rows: np.ndarray) -> MultimodalSet:
+        """Table ``modality`` of patients ``rows`` (bool mask) replaced by ``frame`` (generated)."""
+        if modality not in self.tables:
+            raise InputError(f"no {modality} table to fill in (no columns); give its columns.")
+        table = self.tables[modality].copy()
+        values = frame.reindex(index=table.index[rows], columns=table.columns)
+        table.loc[table.index[rows]] = values.to_numpy()
+        present, synthetic = self.present.copy(), self.synthetic.copy()  # type: ignore[union-attr]
+        present.loc[present.index[rows], modality] = True
+        synthetic.loc[synthetic.index[rows], modality] = True
+        return replace(
+            self, tables={**self.tables, modality: table}, present=present, synthetic=synthetic
+        )
 
-    def with_gene_columns(self, genes: list[str]) -> MultimodalSet:
-        """An all-absent expression table over ``genes`` (to be filled in by a generator)."""
-        empty = pd.DataFrame(np.nan, index=self.ids, columns=list(genes))
-        present = self.present.copy()
-        present["expression"] = False
-        return replace(self, expression=empty, present=present)
+    def with_columns(self, modality: str, columns: list[str]) -> MultimodalSet:
+        """An all-absent ``modality`` table over ``columns`` (to be filled in by a generator)."""
+        empty = pd.DataFrame(np.nan, index=self.ids, columns=list(columns))
+        present, synthetic = self.present.copy(), self.synthetic.copy()  # type: ignore[union-attr]
+        present[modality] = synthetic[modality] = False
+        return replace(
+            self, tables={**self.tables, modality: empty}, present=present, synthetic=synthetic
+        )
 
-    def pooled_histology(self, dim: int | None = None) -> pd.DataFrame:
-        """Mean tile feature per patient (NaN rows where histology is absent)."""
-        bags = self.histology or [None] * len(self)
+    def pooled(self, modality: str, dim: int | None = None) -> pd.DataFrame:
+        """Mean instance feature per patient of bag ``modality`` (NaN rows where absent)."""
+        bags = self.bags.get(modality) or [None] * len(self)
         d = dim or next((b.shape[1] for b in bags if b is not None), 0)
         out = np.full((len(self), d), np.nan)
+        has = self.has(modality)
         for i, b in enumerate(bags):
-            if b is not None and self.present["histology"].iat[i]:
+            if b is not None and has[i]:
                 out[i] = b.mean(axis=0)
         return pd.DataFrame(out, index=self.ids, columns=[f"tile_mean_{j}" for j in range(d)])
+
+    def pooled_histology(self, dim: int | None = None) -> pd.DataFrame:
+        """:meth:`pooled` for histology."""
+        return self.pooled("histology", dim)
+
+    def features(self, modality: str) -> pd.DataFrame:
+        """The per-patient table of ``modality``: the table itself, or mean-pooled bags."""
+        if modality in self.tables:
+            return self.tables[modality]
+        if modality in self.bags:
+            return self.pooled(modality)
+        raise InputError(f"modality {modality!r} is not part of this data set.")
 
     def used(self, modalities: Iterable[str]) -> np.ndarray:
         """Per patient, the '+'-joined subset of ``modalities`` it has (what a model used)."""
         mods = [m for m in modalities if m in self.present]
         p = self.present[mods].to_numpy() if mods else np.zeros((len(self), 0), dtype=bool)
         return np.array(["+".join(m for m, ok in zip(mods, row, strict=True) if ok) for row in p])
+
+    def generated_in(self, used: np.ndarray) -> np.ndarray:
+        """Per patient, the '+'-joined modalities of ``used`` that were generated."""
+        syn = self.synthetic
+        out = []
+        for i, u in enumerate(used):
+            out.append("+".join(m for m in str(u).split("+") if m and bool(syn[m].iat[i])))  # type: ignore[index]
+        return np.array(out, dtype=object)
+
+    def provenance(self, used: np.ndarray) -> dict[str, np.ndarray]:
+        """Prediction-frame columns naming what each patient's prediction used: ``modalities``,
+        ``generated`` (those of them generated) and ``expression_generated``."""
+        gen = self.generated_in(used)
+        return {
+            "modalities": used,
+            "generated": gen,
+            "expression_generated": np.array(["expression" in g.split("+") for g in gen], bool),
+        }
 
 
 def _hint(extra: list[str], known: pd.Index) -> str:
@@ -159,58 +226,61 @@ def _check_ids(table_ids: pd.Index, ids: pd.Index, modality: str, extra: str) ->
         )
 
 
+def _align_bags(
+    bags: Mapping[str, np.ndarray], ids: pd.Index, modality: str, extra: str
+) -> list[np.ndarray | None]:
+    keys = pd.Index([str(k) for k in bags])
+    _check_ids(keys, ids, modality, extra)
+    lookup = {str(k): v for k, v in bags.items()}
+    out = [lookup.get(i) for i in ids]
+    dims = {np.asarray(b).shape[1] for b in out if b is not None and np.ndim(b) == 2}
+    if len(dims) > 1:
+        raise InputError(f"{modality} bags have different feature dimensions {sorted(dims)}.")
+    return [None if b is None or len(b) == 0 else np.asarray(b, np.float32) for b in out]
+
+
 def align_modalities(
     outcome: pd.DataFrame,
     *,
     kind: str,
     horizon: float | None = None,
-    clinical: pd.DataFrame | None = None,
     variables: list[Variable] | None = None,
-    expression: pd.DataFrame | None = None,
-    histology: Mapping[str, np.ndarray] | None = None,
     extra: str = "error",
     name: str = "cohort",
+    **modalities: pd.DataFrame | Mapping[str, np.ndarray] | None,
 ) -> MultimodalSet:
     """Align modality tables on the outcome table's patient ids (its index).
 
-    ``outcome`` has columns ``event``, ``time`` (NaN if none) and ``binary``; ``clinical`` and
-    ``expression`` are indexed by patient id; ``histology`` maps patient id -> tile features.
-    ``extra='drop'`` ignores modality rows of patients without an outcome (default: error).
+    ``outcome`` has columns ``event``, ``time`` (NaN if none) and ``binary``; each keyword names a
+    registered modality (:mod:`metastat.fusion.registry`): a table indexed by patient id, or for
+    bag modalities a mapping patient id -> (n, dim) features (``None``: not given). The clinical
+    table needs its typed ``variables``. ``extra='drop'`` ignores modality rows of patients
+    without an outcome (default: error).
     """
-    if not any(t is not None for t in (clinical, expression, histology)):
-        raise InputError("give at least one modality (clinical, expression or histology).")
+    given = {m: v for m, v in modalities.items() if v is not None}
+    if not given:
+        raise InputError(f"give at least one modality ({', '.join(modality_names())}).")
+    entries = {m: get_modality(m) for m in given}
     ids = pd.Index(outcome.index.astype(str), name="patient_id")
     check_unique_ids(ids, "outcome table", "patient id")
     present: dict[str, np.ndarray] = {}
-    clin = expr = None
-    bags: list[np.ndarray | None] | None = None
-    if clinical is not None:
-        if not variables:
-            raise InputError("a clinical table needs its typed variables (list of Variable).")
-        table = clinical.set_axis(clinical.index.astype(str))
-        _check_ids(table.index, ids, "clinical", extra)
-        clin = table.reindex(ids)
-        cols = [v.column for v in variables if v.column in clin.columns]
-        present["clinical"] = (
-            clin[cols].notna().any(axis=1).to_numpy() & ids.isin(table.index)
-            if cols
-            else np.zeros(len(ids), dtype=bool)
-        )
-    if expression is not None:
-        table = expression.set_axis(expression.index.astype(str))
-        _check_ids(table.index, ids, "expression", extra)
-        expr = table.reindex(ids).astype(float)
-        present["expression"] = expr.notna().any(axis=1).to_numpy()
-    if histology is not None:
-        keys = pd.Index([str(k) for k in histology])
-        _check_ids(keys, ids, "histology", extra)
-        lookup = {str(k): v for k, v in histology.items()}
-        bags = [lookup.get(i) for i in ids]
-        dims = {np.asarray(b).shape[1] for b in bags if b is not None and np.ndim(b) == 2}
-        if len(dims) > 1:
-            raise InputError(f"histology bags have different feature dimensions {sorted(dims)}.")
-        bags = [None if b is None or len(b) == 0 else np.asarray(b, np.float32) for b in bags]
-        present["histology"] = np.array([b is not None for b in bags])
+    tables: dict[str, pd.DataFrame] = {}
+    bags: dict[str, list[np.ndarray | None]] = {}
+    for m in (m for m in modality_names() if m in given):
+        entry, value = entries[m], given[m]
+        if entry.form == "bag":
+            bags[m] = _align_bags(value, ids, m, extra)  # type: ignore[arg-type]
+            present[m] = np.array([b is not None for b in bags[m]])
+            continue
+        table = value.set_axis(value.index.astype(str))  # type: ignore[union-attr]
+        _check_ids(table.index, ids, m, extra)
+        aligned = table.reindex(ids)
+        if entry.presence is None:
+            aligned = aligned.astype(float)
+            present[m] = aligned.notna().any(axis=1).to_numpy()
+        else:
+            present[m] = entry.presence(aligned, list(variables or [])) & ids.isin(table.index)
+        tables[m] = aligned
     for m, p in present.items():
         if not p.any():
             raise InputError(
@@ -227,9 +297,8 @@ def align_modalities(
         target=target,
         kind=kind,
         horizon=horizon,
-        clinical=clin,
-        expression=expr,
-        histology=bags,
+        tables=tables,
+        bags=bags,
         variables=list(variables or []),
         present=pd.DataFrame(present, index=ids),
         name=name,
@@ -262,9 +331,11 @@ def from_cohort(
     expression: bool = True,
     expression_table: pd.DataFrame | None = None,
     histology: Mapping[str, np.ndarray] | None = None,
+    **modalities: pd.DataFrame | Mapping[str, np.ndarray] | None,
 ) -> MultimodalSet:
     """A built-in / loaded cohort as a multimodal set: clinical variables from ``obs``, expression
-    from ``X`` (genes collapsed to symbols), optional histology bags by patient id."""
+    from ``X`` (genes collapsed to symbols), optional histology bags and any other registered
+    modality (e.g. ``radiology=`` a radiomics table) by patient id."""
     name = cohort_name(adata)
     if variables is None:
         variables = clinical_variables(name)
@@ -296,6 +367,7 @@ def from_cohort(
         histology=histology,
         extra="drop",
         name=name,
+        **modalities,
     )
 
 

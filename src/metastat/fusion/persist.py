@@ -2,8 +2,8 @@
 
 Layout of a model directory: ``manifest.json`` (format, modalities, stacker weights per modality
 subset, clinical encoder state, calibration), ``arrays.safetensors`` (linear weights, Breslow
-baselines, tile-feature scaling) and, for the expression branch, an ``expression/`` directory in
-the format of :mod:`metastat.expression.persist`.
+baselines, feature scaling) and, for a gene-expression branch, a directory named after the
+modality in the format of :mod:`metastat.expression.persist`.
 """
 
 from __future__ import annotations
@@ -85,11 +85,11 @@ def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | Non
     arrays: dict[str, np.ndarray] = {}
     branches: dict[str, Any] = {}
     for mod, um in model.models_.items():
-        if mod == "expression":
-            save_model(um.model_, out / "expression")
-            branches[mod] = {"dir": "expression"}
-        else:
-            branches[mod] = _tabular_state(um.model_, mod, arrays)  # type: ignore[arg-type]
+        if isinstance(um.model_, TabularRiskModel):
+            branches[mod] = _tabular_state(um.model_, mod, arrays)
+        else:  # a gene-expression RiskModel: its own directory and format
+            save_model(um.model_, out / mod)
+            branches[mod] = {"dir": mod}
     stackers = {}
     for subset, st in model.stackers_.items():
         key = "+".join(subset)
@@ -142,6 +142,11 @@ def load_fusion(path: str | Path) -> tuple[Any, dict[str, Any]]:
     from metastat.fusion.persist_neural import FORMAT as NEURAL
     from metastat.fusion.persist_neural import load_neural
 
+    if manifest.get("format") == "metastat.fusion.neural/1":
+        raise ModelError(
+            f"{mf}: a neural fusion model saved before the modality registry (format /1); "
+            "refit it with `metastat fusion fit` (the late-fusion format is unchanged)."
+        )
     if manifest.get("format") != NEURAL:
         raise ModelError(f"{mf}: unsupported format {manifest.get('format')!r}.")
     return load_neural(path, manifest), manifest
@@ -171,7 +176,7 @@ def load_late(path: str | Path) -> tuple[LateFusion, dict[str, Any]]:
     for mod, state in manifest["branches"].items():
         um = UnimodalModel(mod)
         um.model_ = (
-            load_model(path / state["dir"])[0] if mod == "expression" else _tabular(state, mod, a)
+            load_model(path / state["dir"])[0] if "dir" in state else _tabular(state, mod, a)
         )
         model.models_[mod] = um
     model.center_, model.scale_ = manifest["center"], manifest["scale"]

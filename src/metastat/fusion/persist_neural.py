@@ -1,9 +1,10 @@
 """Saving and loading neural fusion models without pickle (JSON manifest + safetensors).
 
-Stored: the constructor settings, the fitted input preparation (clinical encoder state,
-expression preprocessing statistics and gene lists, PCA projection, tile-feature scaling, gene-set
-indices), calibration and the network weights (``safetensors.torch``). Loading rebuilds the
-network from the settings and loads the weights (no code is executed from the files).
+Stored: the constructor settings, the fitted input preparation of each modality (its
+:mod:`~metastat.fusion.neural_inputs` state: clinical encoder, expression preprocessing and PCA or
+gene-set indices, table and tile-feature scaling), calibration and the network weights
+(``safetensors.torch``). Loading rebuilds the network from the settings and loads the weights
+(no code is executed from the files).
 """
 
 from __future__ import annotations
@@ -12,25 +13,27 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from safetensors.numpy import load_file as load_np
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
 from metastat.atomic import atomic_path, atomic_write, save_arrays
-from metastat.clinical.encoder import ClinicalEncoder
 from metastat.core.calibration import Calibrator
 from metastat.core.provenance import run_provenance, sha256_file, verify_sha256
 from metastat.errors import ModelError
-from metastat.expression.preprocess import ExpressionPreprocessor
-from metastat.fusion.intermediate import NeuralFusion, Projection
+from metastat.fusion.intermediate import NeuralFusion
+from metastat.fusion.neural_inputs import INPUTS, Input
 
-FORMAT = "metastat.fusion.neural/1"
+FORMAT = "metastat.fusion.neural/2"  # /2: one input state per registered modality
 MANIFEST, ARRAYS, WEIGHTS = "manifest.json", "arrays.safetensors", "weights.safetensors"
 SETTINGS = (
     "fusion", "hidden", "dropout", "modality_dropout", "n_components", "n_genes", "n_gene_sets",
     "max_tiles", "epochs", "patience", "lr", "weight_decay", "seed",
 )  # fmt: skip
+
+
+def _kind(inp: Input) -> str:
+    return next(k for k, cls in INPUTS.items() if isinstance(inp, cls))
 
 
 def save_neural(
@@ -47,23 +50,9 @@ def save_neural(
         "risk_cut": model.risk_cut_,
     }
     cal, arrays = model.calibrator_.to_state()
-    state |= {"platt": cal["platt"], "slope": cal["cox_slope"]}  # keys of format /1
-    if "clinical" in model.mods_:
-        state["clinical_encoder"] = model.clin_.to_dict()
-    if "expression" in model.mods_:
-        pre = model.pre_
-        state["expression"] = {
-            "log": bool(pre.log_),
-            "genes_in": [str(g) for g in pre.genes_in_],
-            "genes": [str(g) for g in pre.genes_],
-        }
-        arrays |= {"median_in": pre.median_in_, "mean": pre.mean_, "sd": pre.sd_}
-        if hasattr(model, "pca_"):
-            arrays["pca_mean"], arrays["pca_components"] = model.pca_.mean_, model.pca_.components_
-        if hasattr(model, "gene_index_"):
-            state["gene_index"] = model.gene_index_
-    if "histology" in model.mods_:
-        arrays["tile_mean"], arrays["tile_sd"] = model.tile_mean_, model.tile_sd_
+    state |= {"platt": cal["platt"], "slope": cal["cox_slope"]}
+    state["inputs"] = {m: model.inputs_[m].state(arrays, f"input.{m}") for m in model.mods_}
+    state["input_kinds"] = {m: _kind(model.inputs_[m]) for m in model.mods_}
     save_arrays(out / ARRAYS, arrays)
     with atomic_path(out / WEIGHTS) as tmp:
         save_torch({k: v.contiguous() for k, v in model.net_.state_dict().items()}, str(tmp))
@@ -91,23 +80,11 @@ def load_neural(path: str | Path, manifest: dict[str, Any] | None = None) -> Neu
     model.mods_, model.kind_, model.horizon_ = s["mods"], s["kind"], s["horizon"]
     model.calibrator_ = Calibrator.from_state({"platt": s["platt"], "cox_slope": s["slope"]}, a)
     model.risk_cut_ = s["risk_cut"]
-    if "clinical" in model.mods_:
-        model.clin_ = ClinicalEncoder.from_dict(s["clinical_encoder"])
-    if "expression" in model.mods_:
-        e = s["expression"]
-        pre = ExpressionPreprocessor(n_genes=model.n_genes)
-        pre.log_ = e["log"]
-        pre.genes_in_ = np.asarray(e["genes_in"], dtype=object)
-        pre.genes_ = np.asarray(e["genes"], dtype=object)
-        pre.median_in_, pre.mean_, pre.sd_ = a["median_in"], a["mean"], a["sd"]
-        pre.combat_ = None
-        model.pre_ = pre
-        if "pca_mean" in a:
-            model.pca_ = Projection(a["pca_mean"], a["pca_components"])
-        if "gene_index" in s:
-            model.gene_index_ = s["gene_index"]
-    if "histology" in model.mods_:
-        model.tile_mean_, model.tile_sd_ = a["tile_mean"], a["tile_sd"]
+    settings = model._settings()
+    model.inputs_ = {
+        m: INPUTS[s["input_kinds"][m]].from_state(s["inputs"][m], a, f"input.{m}", settings)
+        for m in model.mods_
+    }
     model.net_ = model._net()
     model.net_.load_state_dict(load_torch(str(path / WEIGHTS)))
     model.net_.eval()

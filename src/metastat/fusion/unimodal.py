@@ -1,9 +1,12 @@
 """Single-modality risk models on a :class:`MultimodalSet`, with one prediction interface.
 
+Each modality's default model comes from its registry entry (:mod:`metastat.fusion.registry`):
+
 * clinical: :class:`TabularRiskModel` = typed clinical encoder + elastic-net Cox / logistic head
   (the heads and calibration of :class:`metastat.expression.model.RiskModel`);
 * expression: :class:`metastat.expression.model.RiskModel` itself;
-* histology: :class:`TabularRiskModel` on mean-pooled tile features (standardised).
+* histology: :class:`TabularRiskModel` on mean-pooled tile features (standardised);
+* radiology: :class:`TabularRiskModel` on radiomics (:mod:`metastat.radiology.model`).
 
 :class:`UnimodalModel` fits on the training patients who have the modality; at prediction a
 patient without it gets the training-median risk and an empty ``modalities`` entry.
@@ -21,6 +24,7 @@ from metastat.core.calibration import median_cut
 from metastat.errors import InputError
 from metastat.expression.model import RiskModel, build_learner
 from metastat.fusion.modalities import MultimodalSet
+from metastat.fusion.registry import get_modality
 
 
 class StandardEncoder:
@@ -95,14 +99,8 @@ def default_learner(data: MultimodalSet) -> str:
 
 
 def modality_input(data: MultimodalSet, modality: str) -> pd.DataFrame:
-    """The table a single-modality model reads for ``modality``."""
-    if modality == "clinical" and data.clinical is not None:
-        return data.clinical
-    if modality == "expression" and data.expression is not None:
-        return data.expression
-    if modality == "histology" and data.histology is not None:
-        return data.pooled_histology()
-    raise InputError(f"modality {modality!r} is not part of this data set.")
+    """The table a single-modality model reads for ``modality`` (bags are mean-pooled)."""
+    return data.features(modality)
 
 
 class UnimodalModel:
@@ -122,20 +120,17 @@ class UnimodalModel:
         self.n_genes = n_genes
 
     def fit(self, data: MultimodalSet) -> UnimodalModel:
-        has = data.present[self.modality].to_numpy() if self.modality in data.present else None
-        if has is None or has.sum() < 10:
+        has = data.has(self.modality)
+        if has.sum() < 10:
             raise InputError(f"fewer than 10 training patients have modality {self.modality!r}.")
-        learner = self.learner or default_learner(data)
-        task: Literal["binary", "survival"] = "binary" if data.kind == "binary" else "survival"
-        if self.modality == "expression":
-            self.model_: RiskModel = RiskModel(
-                learner, task=task, horizon=data.horizon, n_genes=self.n_genes, seed=self.seed
-            )
-        else:
-            variables = data.variables if self.modality == "clinical" else None
-            self.model_ = TabularRiskModel(
-                learner, task=task, horizon=data.horizon, variables=variables, seed=self.seed
-            )
+        self.model_: RiskModel = get_modality(self.modality).unimodal(
+            self.learner or default_learner(data),
+            task="binary" if data.kind == "binary" else "survival",
+            horizon=data.horizon,
+            variables=data.variables,
+            n_genes=self.n_genes,
+            seed=self.seed,
+        )
         x = modality_input(data, self.modality)[has]
         self.model_.fit(x, data.target[has], data.ids[has])
         self.oof_ = pd.Series(
@@ -146,8 +141,8 @@ class UnimodalModel:
     def raw_risk(self, data: MultimodalSet) -> pd.Series:
         """Learner risk of the patients who have the modality (NaN for the others)."""
         out = pd.Series(np.nan, index=data.ids)
-        has = data.present[self.modality].to_numpy() if self.modality in data.present else None
-        if has is not None and has.any():
+        has = data.has(self.modality)
+        if has.any():
             # a cohort is scored leniently: sparse profiles are imputed with a warning
             out[has] = self.model_.predict(modality_input(data, self.modality)[has], strict=False)
         return out
@@ -166,7 +161,6 @@ class UnimodalModel:
             sp = self.model_.survival_at(r, surv_times)
             for i in range(sp.shape[1]):
                 out[f"surv_{i}"] = sp[:, i]
-        out["modalities"] = np.where(used, self.modality, "")
-        gen = data.generated if self.modality == "expression" else np.zeros(len(data), bool)
-        out["expression_generated"] = gen & used
+        for k, v in data.provenance(np.where(used, self.modality, "")).items():
+            out[k] = v
         return out

@@ -27,19 +27,19 @@ from metastat.evaluate.predictions import prediction_frame
 from metastat.evaluate.splits import patient_kfold
 from metastat.evaluate.summary import compare, metrics_json, summarise
 from metastat.fusion.modalities import MultimodalSet
+from metastat.fusion.registry import get_modality, modality_names
 
+#: the single-modality models: one per registered modality
+UNIMODAL = modality_names()
 #: model name -> description
 FUSION_MODELS: dict[str, str] = {
-    "clinical": "clinical variables only: typed encoder + elastic-net Cox / logistic",
-    "expression": "expression only: elastic-net Cox / logistic on the most variable genes",
-    "histology": "histology only: mean-pooled tile features + elastic-net Cox / logistic",
+    **{m: get_modality(m).description for m in UNIMODAL},
     "late": "late fusion: calibrated stacking of per-modality risks (one stacker per subset)",
     "concat": "intermediate fusion: concatenated modality embeddings, modality dropout",
     "gated": "intermediate fusion: gated sum of modality embeddings, modality dropout",
     "kronecker": "intermediate fusion: Kronecker product of modality embeddings",
     "coattention": "gene-set tokens x tiles co-attention (MCAT-style) + clinical, modality dropout",
 }
-UNIMODAL = ("clinical", "expression", "histology")
 
 
 class FusionModel(Protocol):
@@ -76,7 +76,8 @@ def default_models(data: MultimodalSet) -> list[str]:
     out = [m for m in UNIMODAL if m in mods]
     if len(mods) > 1:
         out += ["late", "concat", "gated", "kronecker"]
-    if "expression" in mods and "histology" in mods:
+    kinds = {get_modality(m).neural for m in mods}
+    if {"expression", "bag"} <= kinds:
         out.append("coattention")
     return out
 
@@ -168,10 +169,14 @@ def side_by_side(
     for m in models:
         if m not in FUSION_MODELS:
             build_model(m)  # raises with the list of names
-    if generators and not {"expression", "histology"} <= set(data.modalities):
-        raise InputError(
-            "generated expression needs training patients with expression and histology."
-        )
+    roles: list[tuple[str, str]] = []
+    if generators:  # torch only when generating
+        from metastat.fusion.generate import fill_missing, make_generator
+
+        roles = [(make_generator(g).source, make_generator(g).target) for g in generators]
+    for src, tgt in roles:
+        if not {src, tgt} <= set(data.modalities):
+            raise InputError(f"generated {tgt} needs training patients with {tgt} and {src}.")
     splits = patient_kfold(data.ids, data.labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
     surv_times = _surv_times(data)
     rows = []
@@ -185,10 +190,8 @@ def side_by_side(
         train, test = data.subset(split.train), data.subset(split.test)
         scenarios: dict[str, MultimodalSet] = {f"-{m}": test.without(m) for m in drop}
         for g in generators:
-            from metastat.fusion.generate import fill_expression, make_generator
-
             gen = make_generator(g, seed=seed).fit_set(train)
-            scenarios[f"generated-{g}"] = fill_expression(test.without("expression"), gen)
+            scenarios[f"generated-{g}"] = fill_missing(test.without(gen.target), gen)
         for name in models:
             kw = (model_kw or {}) if name not in (*UNIMODAL, "late") else {}
             est = build_model(name, seed=seed, **kw)
@@ -196,7 +199,7 @@ def side_by_side(
             rows.append(
                 _rows(est.predict_frame(test, surv_times), test, name, split.repeat, split.fold)
             )
-            if name in UNIMODAL and name != "expression":
+            if name in UNIMODAL and name not in {t for _, t in roles}:
                 continue
             for tag, scen in scenarios.items():
                 if name in UNIMODAL and not tag.startswith("generated"):

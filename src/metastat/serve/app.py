@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from metastat import __version__
-from metastat.serve import routes_models, routes_slides
+from metastat.serve import routes_fusion, routes_models, routes_slides
 from metastat.serve.errors import install_error_handlers
 from metastat.serve.security import (
     ASGIApp,
@@ -91,6 +91,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(routes_models.public)
     app.include_router(routes_models.router)
     app.include_router(routes_slides.router)
+    app.include_router(routes_fusion.router)
 
     def limit_for(path: str) -> int:
         return settings.max_slide_bytes if path == SLIDE_UPLOAD_PATH else settings.max_profile_bytes
