@@ -43,7 +43,8 @@ PLACEHOLDERS = {
     "expr.csv", "clinical.csv", "new_profiles.csv", "manifest.csv", "feats/", "new_slides.csv",
     "new_clinical.csv", "new_expr.csv", "features/", "new.csv", "new_features/", "SLIDES/", "DIR",
     "tcp://HOST:8786", "runs/mine", "models/dmfs", "runs/ln_cv", "runs/ln/model",
-    "ext_expr.csv", "ext_clinical.csv",
+    "ext_expr.csv", "ext_clinical.csv", "ct_series/", "lesion.seg.dcm", "ct.nii.gz",
+    "lesion.nii.gz", "cohort.csv", "radiology=radiomics.csv", "radiology=new_rad.csv",
 }  # fmt: skip
 
 #: (command prefix(es), why it is not run by this test); first match wins

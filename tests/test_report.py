@@ -19,7 +19,7 @@ from metastat.data.registry import load_dataset
 from metastat.expression.validate import cross_validate, external_validate
 from metastat.report import plots
 from metastat.report.html import write_index, write_report
-from metastat.report.words import horizon_words, metric_rows
+from metastat.report.words import horizon_words, metric_rows, model_words
 
 TRIPOD = (
     "Data source",
@@ -58,7 +58,7 @@ def test_report_says_what_a_clinician_needs(runs: Path, kind: str) -> None:
     meta = json.loads((run / "run.json").read_text())
     pred = pd.read_csv(run / "predictions.csv")
     first = pred[(pred["model"] == meta["model"]) & (pred["repeat"] == 0)]
-    assert "signature ensemble" in html and "plain comparator" in html
+    assert model_words(meta["model"]) in html and "tuned comparator" in html
     assert "event column" in html and "Horizon" in html
     assert horizon_words(meta["horizon"], meta["time_unit"]) in html
     assert f"{first['patient_id'].nunique()} patients" in html
@@ -92,10 +92,11 @@ def test_warnings_in_run_json_are_shown_prominently(runs: Path, tmp_path: Path) 
 
 def test_km_has_censoring_marks_and_numbers_at_risk(runs: Path) -> None:
     pred = pd.read_csv(runs / "cv" / "predictions.csv")
-    fig = plots.km_figure(pred, "ensemble", "days")
+    model = json.loads((runs / "cv" / "run.json").read_text())["model"]
+    fig = plots.km_figure(pred, model, "days")
     main, table = fig.axes
     assert any(line.get_marker() == "|" and len(line.get_xdata()) for line in main.get_lines())
-    d = pred[(pred["model"] == "ensemble") & (pred["repeat"] == 0)]
+    d = pred[(pred["model"] == model) & (pred["repeat"] == 0)]
     counts = [int(t.get_text()) for t in table.texts]
     assert max(counts) == max((d["high_risk"]).sum(), (~d["high_risk"]).sum())
     assert table.get_title(loc="left") == "number at risk"

@@ -149,7 +149,7 @@ def test_profile_warnings_are_shown_next_to_the_result(page: object, tmp_path: P
     pg.click("#profile-submit")
     pg.wait_for_selector("#risk-warnings", timeout=30_000)
     assert "12 of the model's" in pg.inner_text("#risk-warnings")
-    assert "no interval available" in pg.inner_text("#risk-interval")
+    assert "95% interval" in pg.inner_text("#risk-interval")  # calibration-bootstrap interval
     assert pg.locator("#samples .warn-cell").count() == 2
     pg.click(f"#samples button:text('{x.index[1]}')")
     pg.wait_for_function("() => document.querySelector('#risk-group').textContent === 'not scored'")
@@ -235,7 +235,7 @@ def test_results_page_shows_report_plots(page: object) -> None:
     pg.click("#nav-results")
     pg.wait_for_selector("#run-metrics", timeout=60_000)
     head = pg.inner_text("#run-metrics thead")
-    assert "model: coxnet" in head and "comparator: baseline_logistic" in head
+    assert "model: coxnet" in head and "comparator: logistic" in head
     assert "paired difference" in head
     auc = pg.inner_text("#run-metrics tr[data-metric='auc']")
     assert auc.count("\u2013") == 3  # model, comparator, difference: each with its CI

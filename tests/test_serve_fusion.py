@@ -51,7 +51,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
     (models / "broken").mkdir()
     (models / "broken" / "manifest.json").write_text('{"format": "metastat.fusion.late/1"}')
     settings = ServeSettings(models_dir=models, data_dir=tmp_path_factory.mktemp("data"))
-    with TestClient(create_app(settings)) as client:
+    # a loopback Host: the portal answers token-less requests only for loopback names
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         yield client, model, (d, rad)
 
 

@@ -12,6 +12,11 @@ from metastat.errors import InputError
 app = typer.Typer(no_args_is_help=True, help="CT / MRI lesions -> IBSI radiomics (mirp).")
 
 
+@app.callback()
+def _group() -> None:
+    """CT / MRI lesions -> IBSI radiomics (mirp)."""
+
+
 @app.command()
 def features(
     image: Path | None = typer.Argument(

@@ -22,8 +22,13 @@ MODEL_WORDS = {
     "one by a penalised logistic regression",
     "coxnet": "penalised (elastic-net) Cox regression on all genes, penalty chosen by inner "
     "cross-validation",
-    "logistic": "penalised (elastic-net) logistic regression on all genes, penalty chosen by "
-    "inner cross-validation",
+    "logistic": "tuned comparator: penalised (elastic-net) logistic regression on all genes "
+    "(standardised), penalty chosen by inner cross-validation",
+    "library": "signature library: published prognostic signatures and biological modules "
+    "(proliferation, oestrogen receptor, HER2, immune, stroma ...) scored per patient and "
+    "combined by a penalised Cox regression",
+    "library_logistic": "signature library: published signatures and modules combined by a "
+    "penalised logistic regression",
     "gbs": "gradient-boosted survival trees on the genes",
     "rsf": "random survival forest on the genes",
     "signature": "one published or user-supplied gene signature score",
@@ -119,7 +124,12 @@ def metric_rows(metrics: dict) -> list[dict[str, str]]:
 
 
 def model_words(name: str) -> str:
-    """What model ``name`` is, in words."""
+    """What model ``name`` is, in words (``<name>_comparator``: the tuned comparator)."""
+    if name.endswith("_comparator"):
+        base = name.removesuffix("_comparator")
+        return "tuned comparator: " + model_words(base).removeprefix("tuned comparator: ") + (
+            ", on standardised genes"
+        )
     if name in MODEL_WORDS:
         return MODEL_WORDS[name]
     try:
