@@ -98,6 +98,13 @@ def process(
     pseudonymise: Pseudonymise = False,
     max_unreadable_fraction: MaxUnreadable = 0.05,
     qc: Qc = True,
+    stain: Annotated[
+        str, typer.Option(help="Stain normalisation of every tile: none, macenko or reinhard.")
+    ] = "none",
+    stain_reference: Annotated[
+        Path | None,
+        typer.Option(help="Image (PNG, JPEG, TIFF) of well-stained tissue to normalise to."),
+    ] = None,
     slide_timeout: SlideTimeout = None,
     strict: Strict = False,
     progress: Progress = True,
@@ -106,6 +113,7 @@ def process(
     from metastat.slides.pipeline import ProcessConfig
 
     key = _pseudonym_key(pseudonymise)
+    stain_json = _stain(stain, stain_reference)
     try:
         config = ProcessConfig(
             **_geometry(
@@ -119,6 +127,7 @@ def process(
             torch_threads=torch_threads,
             max_unreadable_fraction=max_unreadable_fraction,
             qc=qc,
+            stain=stain_json,
         )
     except ValueError as exc:
         raise InputError(f"invalid option: {exc}") from exc
@@ -129,6 +138,26 @@ def process(
     typer.echo(
         f"features: {out / 'features'}  QC: {out / 'qc'}  summary: {out / 'run_summary.json'}"
     )
+
+
+def _stain(stain: str, reference: Path | None) -> str | None:
+    """The ``--stain`` normaliser fitted once on ``--stain-reference``, as JSON (None: off)."""
+    from metastat.slides.stain import StainNormaliser, fit_stain_reference
+
+    name = StainNormaliser(stain.lower()).name  # an unknown name fails with a suggestion
+    if name == "none":
+        if reference is not None:
+            raise InputError(
+                f"--stain-reference '{reference}' needs --stain macenko or --stain reinhard "
+                "(the default is none): add --stain, or drop --stain-reference"
+            )
+        return None
+    if reference is None:
+        raise InputError(
+            f"--stain {name} needs --stain-reference IMAGE: a PNG, JPEG or TIFF tile of "
+            "well-stained tissue that every tile is normalised to"
+        )
+    return fit_stain_reference(name, reference).to_json()
 
 
 def _pseudonym_key(pseudonymise: bool) -> str | None:

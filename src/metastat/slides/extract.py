@@ -8,7 +8,7 @@ not ok, so they never enter a feature file unnoticed.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -48,6 +48,7 @@ def _read_batch(
     stop: int,
     refs: np.ndarray | None,
     log: DecodeLog,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> TileBatch:
     s = grid.tile_size_px
     tiles = np.empty((stop - start, s, s, 3), np.uint8)
@@ -67,6 +68,8 @@ def _read_batch(
         if why is not None:
             ok[j] = False
             log.add("implausible_tiles", f"tile at ({x}, {y}): {why}")
+    if transform is not None:  # e.g. stain normalisation, after the checks on the raw pixels
+        tiles = transform(tiles)
     return TileBatch(start, tiles, ok)
 
 
@@ -79,12 +82,14 @@ def iter_batches(
     prefetch: int = 2,
     references: np.ndarray | None = None,
     log: DecodeLog | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[TileBatch]:
     """Yield tile batches in grid order; up to ``prefetch`` batches are read ahead in threads.
 
     Backend decoders release the GIL, so reading proceeds while the caller runs the model.
     Memory is bounded by ``(prefetch + threads) * batch_size`` tiles. ``references`` are the
     tiles' cell colours on a lower level (see :func:`~metastat.slides.tiling.reference_colours`).
+    ``transform`` maps each batch's pixels (in the reading threads) after they are checked.
     """
     n = len(grid)
     log = log if log is not None else DecodeLog()
@@ -96,7 +101,7 @@ def iter_batches(
 
         def submit(st: int) -> Future[TileBatch]:
             return pool.submit(
-                _read_batch, slide, grid, st, min(st + batch_size, n), references, log
+                _read_batch, slide, grid, st, min(st + batch_size, n), references, log, transform
             )
 
         pending: deque[Future[TileBatch]] = deque()
@@ -141,6 +146,7 @@ def embed_grid(
     progress: object | None = None,
     references: np.ndarray | None = None,
     log: DecodeLog | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed every tile of ``grid``; returns (features float16 (n, dim), ok mask (n,))."""
     n = len(grid)
@@ -154,6 +160,7 @@ def embed_grid(
         prefetch=prefetch,
         references=references,
         log=log,
+        transform=transform,
     ):
         stop = batch.start + len(batch.ok)
         feats[batch.start : stop] = encoder.encode(batch.tiles)

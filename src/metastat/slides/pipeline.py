@@ -14,7 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from metastat import __version__
 from metastat.core.provenance import weights_digest
@@ -24,6 +24,7 @@ from metastat.slides.extract import embed_grid
 from metastat.slides.integrity import DecodeLog, capture_decoder_reports
 from metastat.slides.reader import SlideReader, open_slide
 from metastat.slides.results import SlideJob, SlideResult, Status
+from metastat.slides.stain import StainNormaliser
 from metastat.slides.store import is_complete, read_marker, write_features
 from metastat.slides.tiling import TilingConfig, reference_colours
 from metastat.slides.tissue import TissueConfig
@@ -53,6 +54,29 @@ class ProcessConfig(BaseModel):
     )
     qc: bool = True
     qc_max_px: int = Field(1600, ge=128)
+    stain: str | None = Field(
+        None, description="fitted stain normaliser as JSON (StainNormaliser.to_json); None: off"
+    )
+
+    @field_validator("stain", mode="before")
+    @classmethod
+    def _stain_json(cls, value: object) -> str | None:
+        """A fitted :class:`StainNormaliser` or its JSON, kept as canonical JSON ("none": None)."""
+        if value is None:
+            return None
+        try:
+            if isinstance(value, StainNormaliser):
+                norm = value
+            else:
+                norm = StainNormaliser.from_json(str(value))
+            text = norm.to_json()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"stain: not a fitted stain normaliser ({exc})") from exc
+        return None if norm.name == "none" else text
+
+    def stain_normaliser(self) -> StainNormaliser:
+        """The fitted stain normaliser applied to every tile (``"none"``: identity)."""
+        return StainNormaliser.from_json(self.stain) if self.stain else StainNormaliser("none", {})
 
     def fingerprint(self) -> str:
         """Hash of the settings that determine the features (not device or batching)."""
@@ -63,6 +87,8 @@ class ProcessConfig(BaseModel):
             "weights": weights_digest(self.encoder_weights),  # identity, not file name
             "encoder_input_px": self.encoder_input_px,
         }
+        if self.stain is not None:  # absent when off: earlier runs' fingerprints stay valid
+            key["stain"] = self.stain_normaliser().digest()
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -136,6 +162,7 @@ def _embed(
     if len(grid) == 0:
         raise no_tissue(job, mask, config.tiling)
     encoder = cached_encoder(config)
+    stain = config.stain_normaliser()
     feats, ok = embed_grid(
         slide,
         grid,
@@ -145,6 +172,7 @@ def _embed(
         prefetch=config.prefetch_batches,
         references=reference_colours(mask, grid),
         log=log,
+        transform=None if stain.name == "none" else stain.normalise_batch,
     )
     record_problems(result, log, len(grid), config.max_unreadable_fraction)
     meta = slide.safe_metadata()
@@ -174,6 +202,7 @@ def _embed(
             "counts": json.dumps(result.counts),
             "message": result.message,
             "fingerprint": config.fingerprint(),
+            **stain.feature_attrs(),
         },
         fingerprint=config.fingerprint(),
     )

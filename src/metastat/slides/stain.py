@@ -6,8 +6,9 @@ Fitted parameters serialise to JSON (``to_json`` / ``StainNormaliser.from_json``
 ``feature_attrs()`` gives the attributes a feature store records (name + parameter digest), so
 features computed with different references never mix silently.
 
-Pipeline hook: call ``normaliser.normalise`` on each RGB tile before the encoder and store
-``normaliser.feature_attrs()`` in the feature file's attrs. ``"none"`` is the identity.
+In ``slides process`` (``--stain``, ``--stain-reference``; ``ProcessConfig.stain``) each tile is
+normalised before the encoder and ``feature_attrs()`` is stored in the feature file's attrs;
+``fit_stain_reference`` fits a normaliser on an image file. ``"none"`` is the identity.
 
 Vahadane is not offered: torchstain 1.4.1 (the maintained MIT implementation used here) has
 only Macenko and Reinhard.
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,6 +166,31 @@ def create_stain_normaliser(name: str, reference: np.ndarray | None = None) -> S
     ``reference`` when given."""
     norm = StainNormaliser(name.lower())
     return norm.fit(reference) if reference is not None else norm
+
+
+def fit_stain_reference(name: str, path: str | os.PathLike[str]) -> StainNormaliser:
+    """``name``'s normaliser fitted on the RGB image file at ``path`` (PNG, JPEG, TIFF ...)."""
+    from PIL import Image
+
+    norm = StainNormaliser(name.lower())
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(
+            f"stain reference '{p}' not found: give an image file (PNG, JPEG, TIFF) of a "
+            "well-stained tissue region"
+        )
+    try:
+        with Image.open(p) as im:
+            ref = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(
+            f"stain reference '{p}' is not a readable image ({type(exc).__name__}): give a "
+            "PNG, JPEG or TIFF tile of well-stained tissue"
+        ) from exc
+    try:
+        return norm.fit(ref)
+    except InputError as exc:
+        raise InputError(f"stain reference '{p}': {exc}") from exc
 
 
 @dataclass(frozen=True)
