@@ -127,8 +127,10 @@ def model_words(name: str) -> str:
     """What model ``name`` is, in words (``<name>_comparator``: the tuned comparator)."""
     if name.endswith("_comparator"):
         base = name.removesuffix("_comparator")
-        return "tuned comparator: " + model_words(base).removeprefix("tuned comparator: ") + (
-            ", on standardised genes"
+        return (
+            "tuned comparator: "
+            + model_words(base).removeprefix("tuned comparator: ")
+            + (", on standardised genes")
         )
     if name in MODEL_WORDS:
         return MODEL_WORDS[name]
