@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -78,7 +79,11 @@ def show(
     if name in CLINICAL_TABLES:
         adata = load_clinical_table(name)
         specs = CLINICAL_TABLES[name][2]
-        out = {"name": name, "title": CLINICAL_TABLES[name][3], "kind": "clinical only"}
+        out: dict[str, Any] = {
+            "name": name,
+            "title": CLINICAL_TABLES[name][3],
+            "kind": "clinical only",
+        }
     else:
         info = dataset_info(name)
         adata = load_dataset(name)

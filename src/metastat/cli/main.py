@@ -11,12 +11,15 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
 from metastat.errors import MetastatError
+
+if TYPE_CHECKING:
+    from typer._click import Command  # typer vendors click; the type its commands have
 
 #: (group name, module, help, extra needed)
 GROUPS: tuple[tuple[str, str, str, str], ...] = (
@@ -36,7 +39,7 @@ GROUPS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _load_group(name: str, module: str, help_text: str, extra: str) -> typer.core.TyperCommand:
+def _load_group(name: str, module: str, help_text: str, extra: str) -> Command:
     """The click command of one group, importing its module now."""
     try:
         mod = importlib.import_module(module)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
 
 from metastat.errors import InputError
+
+if TYPE_CHECKING:
+    from metastat.slides.coords import TileConfig
+    from metastat.slides.pipeline import ProcessConfig
+    from metastat.slides.tiling import TilingConfig
+    from metastat.slides.tissue import TissueConfig
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -47,6 +53,11 @@ Strict = Annotated[bool, typer.Option(help="Exit with 1 if any slide failed or w
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 
 
+class _Geometry(TypedDict):
+    tiling: TilingConfig
+    tissue: TissueConfig
+
+
 def _geometry(
     tile_size_px: int,
     target_mpp: float,
@@ -54,7 +65,7 @@ def _geometry(
     min_tissue_fraction: float,
     mask_mpp: float,
     keep_lumens: bool,
-) -> dict[str, object]:
+) -> _Geometry:
     """The tiling and tissue settings shared by ``tile`` and ``process``."""
     from metastat.slides.tiling import TilingConfig
     from metastat.slides.tissue import TissueConfig
@@ -178,7 +189,7 @@ def _pseudonym_key(pseudonymise: bool) -> str | None:
 def _run(
     source: Path,
     out: Path,
-    config: object,
+    config: ProcessConfig | TileConfig,
     mpp: float | None,
     key: str | None,
     workers: int,

@@ -58,6 +58,8 @@ def _harrell(y: np.ndarray, risk: np.ndarray) -> float:
 class CoxNetCV(BaseEstimator):
     """Elastic-net Cox with (l1_ratio, alpha) chosen by inner patient-grouped CV on C-index."""
 
+    oof_risk_: np.ndarray
+
     def __init__(
         self,
         l1_ratios: tuple[float, ...] = (0.1, 0.5, 0.9),

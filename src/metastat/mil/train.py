@@ -252,7 +252,8 @@ def cross_validate(
     """
     names = models or list(dict.fromkeys([config.model, config.baseline]))
     strata = data.targets.strata()
-    rows, timings = [], {n: [] for n in names}
+    rows: list[pd.DataFrame] = []
+    timings: dict[str, list[float]] = {n: [] for n in names}
     jobs = [
         (r, seed, split, name)
         for r, seed in enumerate(config.seeds)

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from metastat.atomic import atomic_write
 from metastat.errors import InputError
@@ -123,8 +124,8 @@ def write_report(run_dir: str | Path, out: str | Path, *, pdf: bool = False) -> 
         _write_pdf(out.with_suffix(".pdf"), ctx, figs)
     import matplotlib.pyplot as plt
 
-    for _, f in figs:
-        plt.close(f)
+    for _, fig in figs:
+        plt.close(fig)
     return out
 
 
@@ -175,7 +176,7 @@ class _Pages:
             cellText=cells,
             colLabels=cols,
             cellLoc="left",
-            bbox=(0, 0, 1, 1),
+            bbox=Bbox.from_bounds(0, 0, 1, 1),
             colWidths=(0.25, 0.26, 0.26, 0.23),
         )
         tab.auto_set_font_size(False)

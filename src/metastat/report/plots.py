@@ -168,7 +168,8 @@ def calibration_figure(pred: pd.DataFrame) -> Figure | None:
             label=f"{m}: slope {M.calibration_slope(y, p):.2f},"
             f" intercept {M.calibration_intercept(y, p):.2f}; {len(n)} bins of {_span(n)} patients",
         )
-        grid = np.linspace(*np.quantile(p, [0.05, 0.95]), 80)
+        lo, hi = np.quantile(p, [0.05, 0.95])
+        grid = np.linspace(lo, hi, 80)
         ax.plot(grid, _smooth(p, y.astype(float), grid), "-", color=color, lw=1.6, alpha=0.8)
         hist.hist(p, bins=20, range=(0, 1), color=color, alpha=0.45)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="ideal")

@@ -106,7 +106,7 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(value, dict | int | float) or isinstance(value, bool):
             continue
         p = is_p_value(name)
-        row = {
+        row: dict[str, Any] = {
             "metric": name,
             "p_value": p,
             "model": cell(value, p),

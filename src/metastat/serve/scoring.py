@@ -356,7 +356,7 @@ def score_profiles(
                 f"sample {sid!r}: {imputed} of the model's {len(genes)} genes missing, imputed "
                 "with the training median"
             )
-        base = {"sample_id": sid, "genes_imputed": imputed, "warnings": warn}
+        base: dict[str, Any] = {"sample_id": sid, "genes_imputed": imputed, "warnings": warn}
         if sid in rows:
             predictions.append(base | {"status": "scored"} | rows[sid])
         else:

@@ -70,7 +70,8 @@ class ServeSettings(BaseModel):
     @field_validator("token", mode="before")
     @classmethod
     def _blank_token(cls, v: object) -> object:
-        return None if isinstance(v, str) and not v.strip() else v
+        text = v.get_secret_value() if isinstance(v, SecretStr) else v
+        return None if isinstance(text, str) and not text.strip() else v
 
     @field_validator("slide_roots")
     @classmethod
@@ -118,6 +119,7 @@ class ServeSettings(BaseModel):
         return LOOPBACK_NAMES | extra
 
 
-def token_from_env(explicit: str | None) -> str | None:
+def token_from_env(explicit: str | None) -> SecretStr | None:
     """``--token`` wins over ``METASTAT_TOKEN``."""
-    return explicit if explicit else os.environ.get(TOKEN_ENV) or None
+    token = explicit if explicit else os.environ.get(TOKEN_ENV) or None
+    return None if token is None else SecretStr(token)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -50,7 +50,10 @@ class TileConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """Hash of the settings that determine the coordinates."""
-        key = {"tiling": self.tiling.model_dump(), "tissue": self.tissue.model_dump()}
+        key: dict[str, Any] = {
+            "tiling": self.tiling.model_dump(),
+            "tissue": self.tissue.model_dump(),
+        }
         key["verify"] = self.verify
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 

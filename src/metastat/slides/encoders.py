@@ -165,7 +165,8 @@ class _ClsMeanTokens(nn.Module):
         self.vit, self.skip = vit, skip_tokens
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.vit.forward_features(x)
+        # torch types a submodule's unknown attributes as Tensor | Module
+        tokens = self.vit.forward_features(x)  # type: ignore[operator]
         return torch.cat([tokens[:, 0], tokens[:, self.skip :].mean(dim=1)], dim=-1)
 
 
@@ -312,7 +313,8 @@ class _ConchImage(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(x, proj_contrast=False, normalize=False)
+        # torch types a submodule's unknown attributes as Tensor | Module
+        return self.model.encode_image(x, proj_contrast=False, normalize=False)  # type: ignore[operator]
 
 
 @register_encoder(

@@ -8,6 +8,7 @@ coordinates only, :class:`~metastat.slides.pipeline.ProcessConfig` also embeds t
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -108,11 +109,14 @@ def run_slide(
 
     out = Path(out_dir)
     if isinstance(config, TileConfig):
-        from metastat.slides.coords import resume
-        from metastat.slides.coords import tile_slide as body
+        from metastat.slides.coords import resume, tile_slide
+
+        body = functools.partial(tile_slide, job, out, config)
     else:
-        from metastat.slides.pipeline import embed_slide as body
+        from metastat.slides.pipeline import embed_slide
         from metastat.slides.pipeline import resume_features as resume
+
+        body = functools.partial(embed_slide, job, out, config)
     t0 = time.perf_counter()
     result = SlideResult(job.slide_id, "done")
     try:
@@ -121,7 +125,7 @@ def run_slide(
             if previous is not None:
                 return previous
             with time_limit(timeout, job.slide_id):
-                body(job, out, config, result)  # type: ignore[arg-type]
+                body(result)
     except MetastatError as exc:
         result.fail(type(exc).__name__, _redact(str(exc), job))
     except Exception as exc:  # a bug or an unexpected backend failure: record, don't stop

@@ -170,14 +170,10 @@ def write_synthetic_slide(
                 from metastat.progress import progress
 
                 positions = progress(positions, f"level {level}", unit="tile")  # type: ignore[assignment]
-            kwargs = {}
-            if resolution is not None:
-                kwargs = {
-                    "resolution": (resolution[0] / ds, resolution[1] / ds),
-                    "resolutionunit": "CENTIMETER",
-                }
             tif.write(
-                (src.tile(tx, ty) for tx, ty in positions),
+                # all tiles are bytes (pre-encoded JPEG) or all arrays; tifffile's overloads
+                # take an iterator of one or the other, not of the union
+                (src.tile(tx, ty) for tx, ty in positions),  # type: ignore[arg-type]
                 shape=(lh, lw) if grey else (lh, lw, 3),
                 dtype=np.uint8,
                 tile=(TILE_PX, TILE_PX),
@@ -186,7 +182,8 @@ def write_synthetic_slide(
                 description=desc if level == 0 else None,
                 subfiletype=0 if level == 0 else 1,
                 metadata=None,
-                **kwargs,
+                resolution=None if resolution is None else (resolution[0] / ds, resolution[1] / ds),
+                resolutionunit=None if resolution is None else "CENTIMETER",
             )
         if label_text:
             label = np.full((240, 320, 3), 255, np.uint8)

@@ -152,10 +152,10 @@ def run_pool(
                 w.job = None
                 if replace:
                     w.kill()
-                    if result is None:
-                        result = _crashed(job, w.proc.exitcode)
-                    if todo:
-                        w = pool[i] = _Worker(ctx, torch_threads)
+                if result is None:  # the worker died without answering
+                    result = _crashed(job, w.proc.exitcode)
+                if replace and todo:
+                    w = pool[i] = _Worker(ctx, torch_threads)
                 on_result(result)
                 if todo:
                     w.give(todo.popleft(), out_dir, config, timeout)
