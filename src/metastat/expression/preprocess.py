@@ -177,16 +177,17 @@ class ExpressionPreprocessor(TransformerMixin, BaseEstimator):
             )
         per_sample = self.missing_per_sample(x)
         bad = per_sample[per_sample > limit]
-        if len(bad) and not strict:
+        if not len(bad):
+            return
+        shown = ", ".join(f"{sid!r} ({n})" for sid, n in bad.head(5).items())
+        if not strict:
             import logging
 
-            shown = ", ".join(f"{sid!r} ({n})" for sid, n in bad.head(5).items())
             logging.getLogger(__name__).warning(
                 f"{len(bad)} sample(s) miss more than {self.max_missing_genes:.0%} of the "
                 f"model's {len(self.genes_in_)} genes (imputed with the training median): {shown}"
             )
-        elif len(bad):
-            shown = ", ".join(f"{sid!r} ({n})" for sid, n in bad.head(5).items())
+        else:
             raise InputError(
                 f"{len(bad)} sample(s) have more than {self.max_missing_genes:.0%} of the "
                 f"model's {len(self.genes_in_)} genes missing or not a number: {shown}; "

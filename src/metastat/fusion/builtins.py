@@ -33,6 +33,7 @@ def _expression_model(learner: str, **kw: Any) -> Any:
     from metastat.expression.model import RiskModel
 
     kw.pop("variables", None)
+    kw.setdefault("n_interval", 0)  # fusion uses the risk; per-patient intervals are never read
     return RiskModel(learner, **kw)
 
 

@@ -57,7 +57,8 @@ class TabularRiskModel(RiskModel):
         variables: list[Variable] | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(model, task=task, horizon=horizon, seed=seed)
+        # no per-patient calibration intervals: fusion combines risks, never shows these
+        super().__init__(model, task=task, horizon=horizon, seed=seed, n_interval=0)
         self.variables = variables
 
     def fit(
