@@ -112,7 +112,7 @@ def test_combat_removes_batch_shift() -> None:
 
 def test_pooled_cohorts_combat_inside_folds_and_saved(tmp_path) -> None:
     from metastat.data.pool import pool_cohorts
-    from metastat.expression.heads import make_target
+    from metastat.data.target import make_target
     from metastat.expression.model import RiskModel
     from metastat.expression.persist import load_model, save_model
 

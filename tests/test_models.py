@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from metastat.data.target import make_target
 from metastat.errors import InputError, ModelError, UnknownNameError
 from metastat.evaluate.metrics import auc, harrell_c
-from metastat.expression.heads import make_target
 from metastat.expression.model import RiskModel
 from metastat.expression.persist import load_model, save_model
 from metastat.expression.signatures import published_signature, read_gene_sets

@@ -18,6 +18,19 @@ from metastat.data.outcomes import Outcome, binary_at_horizon
 
 Kind = Literal["binary", "multiclass", "survival"]
 
+#: The structured array the scikit-style learners take: event, follow-up time (NaN if none),
+#: binary status (NaN unknown). :meth:`Target.structured` builds it.
+TARGET_DTYPE = np.dtype([("event", bool), ("time", float), ("binary", float)])
+
+
+def make_target(event: np.ndarray, time: np.ndarray | None, binary: np.ndarray) -> np.ndarray:
+    """Structured target: event, follow-up time (NaN if none), binary status (NaN unknown)."""
+    y = np.empty(len(event), dtype=TARGET_DTYPE)
+    y["event"] = np.nan_to_num(np.asarray(event, dtype=float)) > 0
+    y["time"] = np.full(len(event), np.nan) if time is None else np.asarray(time, dtype=float)
+    y["binary"] = np.asarray(binary, dtype=float)
+    return y
+
 
 @dataclass(frozen=True)
 class Target:
@@ -83,6 +96,23 @@ class Target:
             names = self.classes or tuple(str(k) for k in range(int(np.max(self.label)) + 1))
             out["label"] = [names[k] for k in self.label]
         return out
+
+    def structured(self) -> np.ndarray:
+        """The :data:`TARGET_DTYPE` array (binary / survival targets)."""
+        if self.kind == "multiclass":
+            raise ValueError("a multiclass target has no binary / survival structured form.")
+        if self.kind == "survival":
+            assert self.event is not None
+            return make_target(self.event, self.time, self.binary)
+        return make_target(self.binary, None, self.binary)
+
+    @classmethod
+    def from_structured(cls, y: np.ndarray, horizon: float | None = None) -> Target:
+        """Inverse of :meth:`structured`: survival when every time is known, else binary."""
+        time = np.asarray(y["time"], dtype=float)
+        if len(y) and not np.isnan(time).any():
+            return cls(time=time, event=np.asarray(y["event"], dtype=int), horizon=horizon)
+        return cls(label=np.asarray(y["binary"], dtype=float).astype(int), classes=("0", "1"))
 
     @classmethod
     def from_outcome(cls, outcome: Outcome, mask: np.ndarray | None = None) -> Target:

@@ -23,17 +23,6 @@ from sksurv.util import Surv
 
 from metastat.errors import InputError, ValidationError
 
-TARGET_DTYPE = np.dtype([("event", bool), ("time", float), ("binary", float)])
-
-
-def make_target(event: np.ndarray, time: np.ndarray | None, binary: np.ndarray) -> np.ndarray:
-    """Structured target: event, follow-up time (NaN if none), binary status (NaN unknown)."""
-    y = np.empty(len(event), dtype=TARGET_DTYPE)
-    y["event"] = np.nan_to_num(np.asarray(event, dtype=float)) > 0
-    y["time"] = np.full(len(event), np.nan) if time is None else np.asarray(time, dtype=float)
-    y["binary"] = np.asarray(binary, dtype=float)
-    return y
-
 
 def surv_of(y: np.ndarray) -> np.ndarray:
     if np.isnan(y["time"]).any():

@@ -24,13 +24,13 @@ from metastat.atomic import atomic_write
 from metastat.data.cohort import cohort_name, expression_frame, patients
 from metastat.data.genes import GeneReport, align_cohorts, collapse_genes
 from metastat.data.outcomes import DAYS_PER, Outcome, resolve_outcome
+from metastat.data.target import make_target
 from metastat.errors import ValidationError
 from metastat.evaluate.bootstrap import Estimate
 from metastat.evaluate.splits import patient_kfold
 from metastat.evaluate.summary import compare, metrics_json
 from metastat.expression import checks
 from metastat.expression.defaults import DEFAULT, model_for
-from metastat.expression.heads import make_target
 from metastat.expression.model import RiskModel
 from metastat.expression.overlap import find_duplicates
 from metastat.expression.signatures import Signature, library_version

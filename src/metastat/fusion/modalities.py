@@ -24,8 +24,8 @@ from metastat.data.cohort import cohort_name, expression_frame, patients
 from metastat.data.genes import GeneReport, collapse_genes
 from metastat.data.outcomes import Outcome, resolve_outcome
 from metastat.data.tables import check_unique_ids
+from metastat.data.target import make_target
 from metastat.errors import InputError
-from metastat.expression.heads import make_target
 from metastat.fusion.registry import get_modality, modality_names
 
 MODALITIES = modality_names()
