@@ -62,7 +62,11 @@ class TabularRiskModel(RiskModel):
         self.variables = variables
 
     def fit(
-        self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None, batch: Any = None
+        self,
+        x: pd.DataFrame,
+        y: np.ndarray,
+        patient_ids: np.ndarray | None = None,
+        batch: Any = None,
     ) -> TabularRiskModel:
         has_time = not np.isnan(y["time"]).any()
         self.encoder_ = ClinicalEncoder(self.variables) if self.variables else StandardEncoder()
@@ -73,7 +77,7 @@ class TabularRiskModel(RiskModel):
             signatures=(),
             survival=has_time and self.model != "logistic",
         )
-        self.learner_.fit(z.to_numpy(), y, groups)
+        self.learner_.fit(z.to_numpy(), y, patient_ids)
         train_risk = self._risk(z)
         self.risk_cut_ = median_cut(train_risk)
         self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
