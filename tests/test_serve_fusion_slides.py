@@ -47,9 +47,9 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     d = bench.data
     outcome = pd.DataFrame(
         {"event": d.target["event"], "time": d.target["time"], "binary": d.target["binary"]},
-        index=d.ids,
+        index=d.patient_ids,
     )
-    bags = {str(pid): b for pid, b in zip(d.ids, d.histology or [], strict=True)}
+    bags = {str(pid): b for pid, b in zip(d.patient_ids, d.histology or [], strict=True)}
     train = align_modalities(
         outcome, kind="survival", horizon=36.0, variables=d.variables,
         clinical=d.clinical, expression=d.expression, histology=bags,
@@ -99,7 +99,7 @@ def _wait(client: TestClient, job_id: str, timeout: float = 240) -> dict[str, An
 
 
 def _clinical(d: Any, i: int) -> dict[str, Any]:
-    row = d.clinical.loc[str(d.ids[i])]
+    row = d.clinical.loc[str(d.patient_ids[i])]
     return {k: (None if pd.isna(v) else v) for k, v in row.items()}
 
 

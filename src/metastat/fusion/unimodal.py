@@ -137,15 +137,15 @@ class UnimodalModel:
             seed=self.seed,
         )
         x = modality_input(data, self.modality)[has]
-        self.model_.fit(x, data.target[has], data.ids[has])
+        self.model_.fit(x, data.target[has], data.patient_ids[has])
         self.oof_ = pd.Series(
-            np.asarray(self.model_.learner_.oof_risk_, float), index=data.ids[has]
+            np.asarray(self.model_.learner_.oof_risk_, float), index=data.patient_ids[has]
         )
         return self
 
     def raw_risk(self, data: MultimodalSet) -> pd.Series:
         """Learner risk of the patients who have the modality (NaN for the others)."""
-        out = pd.Series(np.nan, index=data.ids)
+        out = pd.Series(np.nan, index=data.patient_ids)
         has = data.has(self.modality)
         if has.any():
             # a cohort is scored leniently: sparse profiles are imputed with a warning
@@ -160,7 +160,7 @@ class UnimodalModel:
         r = risk.fillna(self.model_.risk_cut_).to_numpy()
         out = pd.DataFrame(
             {"risk": r, "prob": self.model_.probability(r), "high_risk": r > self.model_.risk_cut_},
-            index=data.ids,
+            index=data.patient_ids,
         )
         if surv_times is not None and self.model_.cox_slope_ is not None:
             sp = self.model_.survival_at(r, surv_times)
