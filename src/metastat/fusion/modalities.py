@@ -312,12 +312,12 @@ def align_modalities(
     )
 
 
-def outcome_table(outcome: Outcome, ids: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
+def outcome_table(outcome: Outcome, patient_ids: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
     """Outcome arrays of the usable samples as a table indexed by patient id."""
     time = outcome.time[mask] if outcome.time is not None else np.full(mask.sum(), np.nan)
     return pd.DataFrame(
         {"event": outcome.event[mask], "time": time, "binary": outcome.binary[mask]},
-        index=pd.Index(ids[mask], name="patient_id"),
+        index=pd.Index(patient_ids[mask], name="patient_id"),
     )
 
 
