@@ -51,7 +51,7 @@ def main() -> None:
     t0 = time.perf_counter()
     base = from_cohort(load_dataset(args.dataset), args.outcome)
     planted = plant_radiology(
-        base.ids, base.target["time"], base.target["event"], out / "phantoms",
+        base.patient_ids, base.target["time"], base.target["event"], out / "phantoms",
         rho=args.rho, seed=args.seed,
     )  # fmt: skip
     planted.latent.to_csv(out / "latent.csv")

@@ -172,7 +172,7 @@ def test_fit_with_generator_fills_missing_expression(tmp_path) -> None:
     args = _files(tmp_path)
     b = make_paired_benchmark(100, n_genes=30, n_programs=3, tile_dim=8, tiles=(5, 10), seed=2)
     (tmp_path / "bags").mkdir()
-    for pid, bag in zip(b.data.ids, b.data.histology, strict=True):
+    for pid, bag in zip(b.data.patient_ids, b.data.histology, strict=True):
         with h5py.File(tmp_path / "bags" / f"{pid}.h5", "w") as h5:
             h5["features"] = bag
             h5["coords"] = np.zeros((len(bag), 2), dtype=np.int64)

@@ -28,9 +28,9 @@ def _tables(bench):
             "time": d.target["time"],
             "binary": d.target["binary"],
         },
-        index=d.ids,
+        index=d.patient_ids,
     )
-    bags = {pid: b for pid, b in zip(d.ids, d.histology, strict=True)}
+    bags = {pid: b for pid, b in zip(d.patient_ids, d.histology, strict=True)}
     return outcome, d.clinical.copy(), d.expression.copy(), bags
 
 
@@ -129,9 +129,9 @@ def test_tcga_bags_align_with_tcga_cdr_by_patient_barcode(tmp_path: Path) -> Non
     for bag in ("features/TCGA-3X-AAVA-01Z-00-DX1", "mil/TCGA-AD-6964-01Z-00-DX1"):
         shutil.copytree(DATA / bag, tmp_path / Path(bag).name)
     data = multimodal_from_options("tcga_cdr", "pfi", histology=tmp_path)
-    with_slides = data.ids[data.present["histology"].to_numpy()]
+    with_slides = data.patient_ids[data.present["histology"].to_numpy()]
     assert sorted(with_slides) == ["TCGA-3X-AAVA", "TCGA-AD-6964"]
-    i = list(data.ids).index("TCGA-AD-6964")
+    i = list(data.patient_ids).index("TCGA-AD-6964")
     assert data.target["event"][i]  # distant-metastasis new tumour event (PFI = 1)
     assert data.histology[i].shape[1] == 512
     assert data.present["clinical"].mean() > 0.99

@@ -34,7 +34,9 @@ def _radiomics(bench, seed: int = 0, missing: float = 0.25) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n = len(bench.data)
     signal = bench.hazard[:, None] * rng.uniform(0.5, 1.5, 12) + rng.normal(0, 1.0, (n, 12))
-    table = pd.DataFrame(signal, index=bench.data.ids, columns=[f"rad_{j}" for j in range(12)])
+    table = pd.DataFrame(
+        signal, index=bench.data.patient_ids, columns=[f"rad_{j}" for j in range(12)]
+    )
     return table[rng.random(n) >= missing]
 
 
@@ -48,7 +50,7 @@ def data(bench):
     d = bench.data
     outcome = pd.DataFrame(
         {"event": d.target["event"], "time": d.target["time"], "binary": d.target["binary"]},
-        index=d.ids,
+        index=d.patient_ids,
     )
     return align_modalities(
         outcome,
@@ -57,7 +59,7 @@ def data(bench):
         variables=PAIRED_VARIABLES,
         clinical=d.clinical,
         expression=d.expression,
-        histology=dict(zip(d.ids, d.histology, strict=True)),
+        histology=dict(zip(d.patient_ids, d.histology, strict=True)),
         radiology=_radiomics(bench).sample(frac=1.0, random_state=0),  # row order is irrelevant
     )
 
@@ -81,9 +83,9 @@ def test_radiology_is_registered_and_aligned_by_id(bench, data) -> None:
     assert data.modalities == ["clinical", "expression", "histology", "radiology"]
     assert data.present["radiology"].sum() == len(table)
     pid = table.index[3]
-    row = np.flatnonzero(data.ids == pid)[0]
+    row = np.flatnonzero(data.patient_ids == pid)[0]
     np.testing.assert_allclose(data.tables["radiology"].iloc[row], table.loc[pid])
-    absent = np.setdiff1d(data.ids, table.index)
+    absent = np.setdiff1d(data.patient_ids, table.index)
     assert not data.present.loc[absent, "radiology"].any()
 
 

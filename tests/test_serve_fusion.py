@@ -27,13 +27,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
     rng = np.random.default_rng(0)
     rad = pd.DataFrame(
         bench.hazard[:, None] + rng.normal(0, 1, (len(d), 6)),
-        index=d.ids, columns=[f"rad_{j}" for j in range(6)],
+        index=d.patient_ids, columns=[f"rad_{j}" for j in range(6)],
     )  # fmt: skip
     from metastat.fusion.modalities import align_modalities
 
     outcome = pd.DataFrame(
         {"event": d.target["event"], "time": d.target["time"], "binary": d.target["binary"]},
-        index=d.ids,
+        index=d.patient_ids,
     )
     train = align_modalities(
         outcome, kind="survival", horizon=36.0, variables=d.variables,
@@ -57,7 +57,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
 
 
 def _patient(d, rad, i: int, *mods: str) -> dict:
-    pid = str(d.ids[i])
+    pid = str(d.patient_ids[i])
     out: dict = {"patient_id": pid}
     if "clinical" in mods:
         out["clinical"] = {k: (None if pd.isna(v) else v) for k, v in d.clinical.loc[pid].items()}

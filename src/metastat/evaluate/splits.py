@@ -21,13 +21,13 @@ class Split:
     test: np.ndarray
 
 
-def patient_labels(groups: np.ndarray, labels: np.ndarray) -> pd.Series:
+def patient_labels(patient_ids: np.ndarray, labels: np.ndarray) -> pd.Series:
     """One stratification label per patient (the max over that patient's samples)."""
-    return pd.Series(labels).groupby(np.asarray(groups)).max()
+    return pd.Series(labels).groupby(np.asarray(patient_ids)).max()
 
 
 def patient_kfold(
-    groups: np.ndarray,
+    patient_ids: np.ndarray,
     labels: np.ndarray,
     *,
     n_splits: int = 5,
@@ -42,14 +42,14 @@ def patient_kfold(
     reference (lowest) class and at least one inside it; the train/test patient sets are checked
     to be disjoint.
     """
-    groups = np.asarray(groups).astype(str)
+    patient_ids = np.asarray(patient_ids).astype(str)
     labels = np.asarray(labels).astype(int)
-    n_patients = len(np.unique(groups))
+    n_patients = len(np.unique(patient_ids))
     if n_splits < 2:
         raise ValidationError(f"cross-validation needs at least 2 folds, got {n_splits}.")
     if n_patients < n_splits:
         raise ValidationError(f"only {n_patients} patients for {n_splits} folds.")
-    per_patient = patient_labels(groups, labels)
+    per_patient = patient_labels(patient_ids, labels)
     if per_patient.value_counts().min() < n_splits or per_patient.nunique() < 2:
         raise ValidationError(
             f"too few patients per class for {n_splits}-fold CV (patients per class: "
@@ -59,9 +59,9 @@ def patient_kfold(
     splits: list[Split] = []
     for r in range(n_repeats):
         cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed + r)
-        for f, (tr, te) in enumerate(cv.split(np.zeros(len(groups)), labels, groups)):
+        for f, (tr, te) in enumerate(cv.split(np.zeros(len(patient_ids)), labels, patient_ids)):
             split = Split(r, f, np.sort(tr), np.sort(te))
-            check_disjoint(groups, split)
+            check_disjoint(patient_ids, split)
             _check_fold(labels[te], reference, min_events, f"repeat {r}, fold {f}")
             splits.append(split)
     return splits
@@ -81,9 +81,9 @@ def _check_fold(labels: np.ndarray, reference: int, min_events: int, where: str)
     raise ValidationError(f"{where}: the test fold has {what}. Use fewer folds.")
 
 
-def check_disjoint(groups: np.ndarray, split: Split) -> None:
+def check_disjoint(patient_ids: np.ndarray, split: Split) -> None:
     """Raise if a patient appears on both sides of ``split``."""
-    shared = set(groups[split.train]) & set(groups[split.test])
+    shared = set(patient_ids[split.train]) & set(patient_ids[split.test])
     if shared:
         raise ValidationError(
             f"patients {sorted(shared)[:5]} are in both train and test (repeat {split.repeat}, "
@@ -92,16 +92,16 @@ def check_disjoint(groups: np.ndarray, split: Split) -> None:
 
 
 def train_validation_split(
-    groups: np.ndarray, labels: np.ndarray, *, fraction: float = 0.2, seed: int = 0
+    patient_ids: np.ndarray, labels: np.ndarray, *, fraction: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split sample indices into (train, validation) by patient, stratified on patient label."""
-    groups = np.asarray(groups).astype(str)
-    per_patient = patient_labels(groups, np.asarray(labels).astype(int))
+    patient_ids = np.asarray(patient_ids).astype(str)
+    per_patient = patient_labels(patient_ids, np.asarray(labels).astype(int))
     strat = per_patient.to_numpy() if per_patient.value_counts().min() >= 2 else None
     splitter = (StratifiedShuffleSplit if strat is not None else ShuffleSplit)(
         n_splits=1, test_size=fraction, random_state=seed
     )
     _, va_p = next(splitter.split(np.zeros(len(per_patient)), strat))
     val_patients = set(per_patient.index[va_p])
-    is_val = np.array([g in val_patients for g in groups])
+    is_val = np.array([g in val_patients for g in patient_ids])
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -52,7 +52,7 @@ class SignatureEnsemble(BaseEstimator):
         self.seed = seed
 
     def fit(
-        self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None
+        self, x: pd.DataFrame, y: np.ndarray, patient_ids: np.ndarray | None = None
     ) -> SignatureEnsemble:
         genes = pd.Index(x.columns)
         values = x.to_numpy(dtype=float)
@@ -61,7 +61,7 @@ class SignatureEnsemble(BaseEstimator):
             s for s in self.signatures if s.coverage(genes) >= self.min_coverage
         ]
         self.skipped_signatures_ = [s.name for s in self.signatures if s not in sets]
-        sets += self._learned(values, genes, y, groups, rng)
+        sets += self._learned(values, genes, y, patient_ids, rng)
         sets += self._modules(values, genes)
         if not sets:
             raise InputError(
@@ -77,7 +77,7 @@ class SignatureEnsemble(BaseEstimator):
         z = (scores - self.score_mean_) / self.score_sd_
         self.head_ = (
             CoxNetCV(seed=self.seed) if self.head == "cox" else LogisticCV(seed=self.seed)
-        ).fit(z, y, groups)
+        ).fit(z, y, patient_ids)
         self.oof_risk_: np.ndarray = np.asarray(self.head_.oof_risk_, dtype=float)
         # the whole model is linear in genes: risk = x @ coef_ + offset_
         self.coef_ = weights @ (self.head_.coef_ / self.score_sd_)
@@ -93,12 +93,14 @@ class SignatureEnsemble(BaseEstimator):
         values: np.ndarray,
         genes: pd.Index,
         y: np.ndarray,
-        groups: np.ndarray | None,
+        patient_ids: np.ndarray | None,
         rng: np.random.Generator,
     ) -> list[Signature]:
         survival = self.head == "cox"
         rows_all = np.flatnonzero(~np.isnan(y["time"]) if survival else ~np.isnan(y["binary"]))
-        pats = np.asarray(groups)[rows_all] if groups is not None else rows_all.astype(str)
+        pats = (
+            np.asarray(patient_ids)[rows_all] if patient_ids is not None else rows_all.astype(str)
+        )
         uniq = np.unique(pats)
         k = max(3, min(self.genes_per_signature, len(genes) // 8))
         out = []
@@ -173,7 +175,7 @@ class SignatureScore(BaseEstimator):
         self.head = head
 
     def fit(
-        self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None
+        self, x: pd.DataFrame, y: np.ndarray, patient_ids: np.ndarray | None = None
     ) -> SignatureScore:
         if self.signature is None:
             raise InputError("SignatureScore needs a signature (e.g. --signature gene70).")

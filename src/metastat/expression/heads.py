@@ -1,6 +1,6 @@
 """Learners ("heads") on preprocessed expression, scikit-learn / scikit-survival estimator API.
 
-Every head takes ``fit(X, y, groups=None)`` with ``y`` a target made by :func:`make_target`
+Every head takes ``fit(X, y, patient_ids=None)`` with ``y`` a target made by :func:`make_target`
 (fields ``event``, ``time``, ``binary``), exposes ``predict(X) -> risk`` (higher = worse) and,
 after fitting, ``oof_risk_``: out-of-inner-fold risks of the training samples at the chosen
 hyper-parameters (used for honest probability calibration). Linear heads expose ``coef_`` over
@@ -31,11 +31,11 @@ def surv_of(y: np.ndarray) -> np.ndarray:
 
 
 def _inner_splits(
-    y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int, label: np.ndarray
+    y: np.ndarray, patient_ids: np.ndarray | None, n_splits: int, seed: int, label: np.ndarray
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    patient_ids = np.arange(len(y)) if patient_ids is None else np.asarray(patient_ids)
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return list(cv.split(np.zeros(len(y)), label.astype(int), groups))
+    return list(cv.split(np.zeros(len(y)), label.astype(int), patient_ids))
 
 
 def _harrell(y: np.ndarray, risk: np.ndarray) -> float:
@@ -63,10 +63,10 @@ class CoxNetCV(BaseEstimator):
         self.inner_folds = inner_folds
         self.seed = seed
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> CoxNetCV:
+    def fit(self, x: np.ndarray, y: np.ndarray, patient_ids: np.ndarray | None = None) -> CoxNetCV:
         x = np.asarray(x, dtype=float)
         ys = surv_of(y)
-        folds = _inner_splits(y, groups, self.inner_folds, self.seed, y["event"])
+        folds = _inner_splits(y, patient_ids, self.inner_folds, self.seed, y["event"])
         best = (-np.inf, None, None, None)
         for l1 in self.l1_ratios:
             path = self._coxnet(l1, None).fit(x, ys)
@@ -126,12 +126,14 @@ class LogisticCV(BaseEstimator):
             C=c, l1_ratio=self.l1_ratio, solver="saga", max_iter=5000, tol=1e-3, warm_start=warm
         )
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> LogisticCV:
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, patient_ids: np.ndarray | None = None
+    ) -> LogisticCV:
         from sklearn.metrics import roc_auc_score
 
         known = ~np.isnan(y["binary"])
         x, yb = np.asarray(x, dtype=float)[known], y["binary"][known].astype(int)
-        g = None if groups is None else np.asarray(groups)[known]
+        g = None if patient_ids is None else np.asarray(patient_ids)[known]
         if np.unique(yb).size < 2:
             raise ValidationError("the training fold has a single class at the horizon.")
         folds = _inner_splits(y[known], g, self.inner_folds, self.seed, yb)
@@ -172,11 +174,13 @@ class _CrossFitted(BaseEstimator):
     def _fit_once(self, x: np.ndarray, y: np.ndarray) -> _CrossFitted:
         raise NotImplementedError
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> _CrossFitted:
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, patient_ids: np.ndarray | None = None
+    ) -> _CrossFitted:
         x = np.asarray(x, dtype=float)
         rows = np.flatnonzero(self._rows(y))
         label = np.nan_to_num(y["binary"]) if np.isnan(y["time"]).all() else y["event"]
-        g = None if groups is None else np.asarray(groups)[rows]
+        g = None if patient_ids is None else np.asarray(patient_ids)[rows]
         self.oof_risk_ = np.full(len(y), np.nan)
         for tr, te in _inner_splits(y[rows], g, 3, self.seed, label[rows]):
             inner = clone(self)._fit_once(x[rows[tr]], y[rows[tr]])

@@ -129,7 +129,7 @@ class RiskModel(BaseEstimator):
         self,
         x: pd.DataFrame,
         y: np.ndarray,
-        groups: np.ndarray | None = None,
+        patient_ids: np.ndarray | None = None,
         batch: np.ndarray | None = None,
     ) -> RiskModel:
         """Fit on samples x genes ``x`` and a target from ``heads.make_target``."""
@@ -151,7 +151,7 @@ class RiskModel(BaseEstimator):
         self.learner_.fit(
             z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy(),
             y,
-            groups,
+            patient_ids,
         )
         train_risk = self._risk(z)
         self.risk_cut_ = float(np.median(train_risk))

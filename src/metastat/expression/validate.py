@@ -235,7 +235,11 @@ def gene_importance(coefs: list[pd.Series]) -> pd.DataFrame | None:
 
 
 def _fit_predict(
-    job: tuple[str, Any], x: pd.DataFrame, y: np.ndarray, groups: np.ndarray, ctx: dict[str, Any]
+    job: tuple[str, Any],
+    x: pd.DataFrame,
+    y: np.ndarray,
+    patient_ids: np.ndarray,
+    ctx: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.Series | None, int]:
     """Fit one model on one training fold and predict its test fold (one CV job)."""
     m, split = job
@@ -244,10 +248,10 @@ def _fit_predict(
     b_tr, b_te = (None, None) if batch is None else (batch[split.train], batch[split.test])
     rep = ctx["representation"] if m == ctx["model"] else ctx["baseline_representation"]
     est = _estimator(name, ctx["outcome"], rep, ctx["seed"], **ctx["params"])
-    est.fit(x.iloc[split.train], y[split.train], groups[split.train], batch=b_tr)
+    est.fit(x.iloc[split.train], y[split.train], patient_ids[split.train], batch=b_tr)
     pred = est.predict_frame(x.iloc[split.test], ctx["surv_times"], batch=b_te, strict=False)
     rows = _rows(
-        pred, ctx["truth"].iloc[split.test], groups[split.test], m, split.repeat, split.fold
+        pred, ctx["truth"].iloc[split.test], patient_ids[split.test], m, split.repeat, split.fold
     )
     return rows, est.gene_coefficients, _selected(est)
 
@@ -307,12 +311,12 @@ def cross_validate(
     representation = representation or default_representation()
     label = _comparator_label(model, baseline)
     x = expression_frame(adata)[mask]
-    groups = patients(adata)[mask]
+    patient_ids = patients(adata)[mask]
     y = _target(outcome, mask)
     labels = (
         np.nan_to_num(outcome.binary[mask]) if outcome.kind == "binary" else outcome.event[mask]
     )
-    splits = patient_kfold(groups, labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
+    splits = patient_kfold(patient_ids, labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
     notes += checks.emit(
         checks.few_events(
             [int(np.nansum(labels[s.test])) for s in splits if s.repeat == 0],
@@ -334,7 +338,7 @@ def cross_validate(
     t0 = time.perf_counter()
     same = (model, representation) == (baseline, ctx["baseline_representation"])
     jobs = [(m, s) for s in splits for m in ((model,) if same else (model, label))]
-    fn = partial(_fit_predict, x=x, y=y, groups=groups, ctx=ctx)
+    fn = partial(_fit_predict, x=x, y=y, patient_ids=patient_ids, ctx=ctx)
     results = _run_jobs(jobs, fn, f"CV {name}/{outcome_name}", _n_jobs(n_jobs), progress)
     if same:  # the default is the comparator: one fit serves both rows
         jobs = [j for job in jobs for j in (job, (label, job[1]))]
@@ -379,7 +383,7 @@ def cross_validate(
         horizon=outcome.horizon,
         time_unit=outcome.time_unit,
         n_samples=int(mask.sum()),
-        n_patients=len(np.unique(groups)),
+        n_patients=len(np.unique(patient_ids)),
         n_events=_events(outcome, mask),
         fit_seconds=round(fit_s, 2),
         genes=genes.summary(),
@@ -421,10 +425,15 @@ def _metric_notes(metrics: dict[str, Estimate], outcome: Outcome) -> list[str]:
 
 
 def _rows(
-    pred: pd.DataFrame, truth: pd.DataFrame, groups: np.ndarray, model: str, repeat: int, fold: int
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    patient_ids: np.ndarray,
+    model: str,
+    repeat: int,
+    fold: int,
 ) -> pd.DataFrame:
     out = pred.reset_index(names="sample_id")
-    out.insert(1, "patient_id", groups)
+    out.insert(1, "patient_id", patient_ids)
     out.insert(2, "model", model)
     out.insert(3, "repeat", repeat)
     out.insert(4, "fold", fold)

@@ -73,7 +73,7 @@ class _Generator:
         source modality."""
         has = data.has(self.source)
         x = data.features(self.source).to_numpy()[has]
-        return pd.DataFrame(self.predict(x), index=data.ids[has], columns=self.genes_)
+        return pd.DataFrame(self.predict(x), index=data.patient_ids[has], columns=self.genes_)
 
 
 class RidgeGenerator(_Generator):
@@ -232,7 +232,7 @@ def generation_cv(
     for name in generators:
         g = make_generator(name, seed)
         d = data.subset(np.flatnonzero(data.has(g.source) & data.has(g.target)))
-        splits = patient_kfold(d.ids, d.labels, n_splits=n_splits, seed=seed)
+        splits = patient_kfold(d.patient_ids, d.labels, n_splits=n_splits, seed=seed)
         preds = []
         for s in prog.progress(splits, f"generate ({name})", unit="fold", enabled=progress):
             gen = make_generator(name, seed).fit_set(d.subset(s.train))

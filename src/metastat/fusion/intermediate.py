@@ -214,7 +214,7 @@ class NeuralFusion:
             k: torch.as_tensor(data.target[k].astype(np.float32))
             for k in ("time", "event", "binary")
         }
-        tr, va = train_validation_split(data.ids, data.labels, fraction=0.2, seed=self.seed)
+        tr, va = train_validation_split(data.patient_ids, data.labels, fraction=0.2, seed=self.seed)
         tr_rows = torch.zeros(len(data), dtype=torch.bool)
         tr_rows[tr] = True
         va_rows = ~tr_rows
@@ -272,7 +272,7 @@ class NeuralFusion:
             risk = self._predict(batch, present)
         out = pd.DataFrame(
             {"risk": risk, "prob": self.probability(risk), "high_risk": risk > self.risk_cut_},
-            index=data.ids,
+            index=data.patient_ids,
         )
         if surv_times is not None and self.calibrator_.cox_slope is not None:
             sp = self.survival_at(risk, surv_times)

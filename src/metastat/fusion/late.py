@@ -86,7 +86,7 @@ class LateFusion:
         self.models_ = {
             m: UnimodalModel(m, learner=self.learner, seed=self.seed).fit(data) for m in mods
         }
-        oof = pd.DataFrame({m: um.oof_.reindex(data.ids) for m, um in self.models_.items()})
+        oof = pd.DataFrame({m: um.oof_.reindex(data.patient_ids) for m, um in self.models_.items()})
         self.center_ = oof.mean().to_dict()
         self.scale_ = oof.std(ddof=0).replace(0, 1.0).fillna(1.0).to_dict()
         z = (oof - pd.Series(self.center_)) / pd.Series(self.scale_)
@@ -146,7 +146,7 @@ class LateFusion:
             used[rows] = "+".join(subset)
             if sp is not None and st.kind == "survival":
                 sp[rows] = st.survival_at(lp, surv_times)  # type: ignore[arg-type]
-        out = pd.DataFrame({"risk": risk, "prob": prob, "high_risk": high}, index=data.ids)
+        out = pd.DataFrame({"risk": risk, "prob": prob, "high_risk": high}, index=data.patient_ids)
         if sp is not None and np.isfinite(sp).any():
             for i in range(sp.shape[1]):
                 out[f"surv_{i}"] = sp[:, i]

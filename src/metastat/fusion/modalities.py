@@ -33,16 +33,16 @@ MODALITIES = modality_names()
 
 @dataclass
 class MultimodalSet:
-    """Patients (``ids``) with their outcome target and whatever modalities each one has.
+    """Patients (``patient_ids``) with their outcome target and whatever modalities each has.
 
     ``tables`` maps a table modality (e.g. clinical raw columns, expression genes, radiomics) to a
-    DataFrame indexed by ``ids`` (rows of absent patients are NaN); ``bags`` maps a bag modality
-    (e.g. histology tile features) to one (n, dim) array per patient or None. ``present`` is a
-    bool DataFrame (ids x modalities); ``synthetic`` marks modality values that were generated
-    from another modality rather than measured (ids x modalities).
+    DataFrame indexed by ``patient_ids`` (rows of absent patients are NaN); ``bags`` maps a bag
+    modality (e.g. histology tile features) to one (n, dim) array per patient or None.
+    ``present`` is a bool DataFrame (patients x modalities); ``synthetic`` marks modality values
+    that were generated from another modality rather than measured (patients x modalities).
     """
 
-    ids: np.ndarray
+    patient_ids: np.ndarray
     target: np.ndarray  # metastat.expression.heads.make_target structure
     kind: str  # "binary" | "survival"
     horizon: float | None
@@ -60,7 +60,12 @@ class MultimodalSet:
             )
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.patient_ids)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Deprecated alias of :attr:`patient_ids` (the vocabulary's patient key)."""
+        return self.patient_ids
 
     @property
     def modalities(self) -> list[str]:
@@ -109,7 +114,7 @@ class MultimodalSet:
         idx = np.asarray(idx)
         return replace(
             self,
-            ids=self.ids[idx],
+            patient_ids=self.patient_ids[idx],
             target=self.target[idx],
             tables={m: t.iloc[idx] for m, t in self.tables.items()},
             bags={m: [b[i] for i in idx] for m, b in self.bags.items()},
@@ -144,7 +149,7 @@ class MultimodalSet:
 
     def with_columns(self, modality: str, columns: list[str]) -> MultimodalSet:
         """An all-absent ``modality`` table over ``columns`` (to be filled in by a generator)."""
-        empty = pd.DataFrame(np.nan, index=self.ids, columns=list(columns))
+        empty = pd.DataFrame(np.nan, index=self.patient_ids, columns=list(columns))
         present, synthetic = self.present.copy(), self.synthetic.copy()  # type: ignore[union-attr]
         present[modality] = synthetic[modality] = False
         return replace(
@@ -160,7 +165,9 @@ class MultimodalSet:
         for i, b in enumerate(bags):
             if b is not None and has[i]:
                 out[i] = b.mean(axis=0)
-        return pd.DataFrame(out, index=self.ids, columns=[f"tile_mean_{j}" for j in range(d)])
+        return pd.DataFrame(
+            out, index=self.patient_ids, columns=[f"tile_mean_{j}" for j in range(d)]
+        )
 
     def pooled_histology(self, dim: int | None = None) -> pd.DataFrame:
         """:meth:`pooled` for histology."""
@@ -293,7 +300,7 @@ def align_modalities(
         outcome["binary"].to_numpy(float),
     )
     return MultimodalSet(
-        ids=ids.to_numpy().astype(str),
+        patient_ids=ids.to_numpy().astype(str),
         target=target,
         kind=kind,
         horizon=horizon,
@@ -305,12 +312,12 @@ def align_modalities(
     )
 
 
-def outcome_table(outcome: Outcome, ids: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
+def outcome_table(outcome: Outcome, patient_ids: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
     """Outcome arrays of the usable samples as a table indexed by patient id."""
     time = outcome.time[mask] if outcome.time is not None else np.full(mask.sum(), np.nan)
     return pd.DataFrame(
         {"event": outcome.event[mask], "time": time, "binary": outcome.binary[mask]},
-        index=pd.Index(ids[mask], name="patient_id"),
+        index=pd.Index(patient_ids[mask], name="patient_id"),
     )
 
 

@@ -62,7 +62,11 @@ class TabularRiskModel(RiskModel):
         self.variables = variables
 
     def fit(
-        self, x: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None, batch: Any = None
+        self,
+        x: pd.DataFrame,
+        y: np.ndarray,
+        patient_ids: np.ndarray | None = None,
+        batch: Any = None,
     ) -> TabularRiskModel:
         has_time = not np.isnan(y["time"]).any()
         self.encoder_ = ClinicalEncoder(self.variables) if self.variables else StandardEncoder()
@@ -73,7 +77,7 @@ class TabularRiskModel(RiskModel):
             signatures=(),
             survival=has_time and self.model != "logistic",
         )
-        self.learner_.fit(z.to_numpy(), y, groups)
+        self.learner_.fit(z.to_numpy(), y, patient_ids)
         train_risk = self._risk(z)
         self.risk_cut_ = median_cut(train_risk)
         self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
@@ -133,15 +137,15 @@ class UnimodalModel:
             seed=self.seed,
         )
         x = modality_input(data, self.modality)[has]
-        self.model_.fit(x, data.target[has], data.ids[has])
+        self.model_.fit(x, data.target[has], data.patient_ids[has])
         self.oof_ = pd.Series(
-            np.asarray(self.model_.learner_.oof_risk_, float), index=data.ids[has]
+            np.asarray(self.model_.learner_.oof_risk_, float), index=data.patient_ids[has]
         )
         return self
 
     def raw_risk(self, data: MultimodalSet) -> pd.Series:
         """Learner risk of the patients who have the modality (NaN for the others)."""
-        out = pd.Series(np.nan, index=data.ids)
+        out = pd.Series(np.nan, index=data.patient_ids)
         has = data.has(self.modality)
         if has.any():
             # a cohort is scored leniently: sparse profiles are imputed with a warning
@@ -156,7 +160,7 @@ class UnimodalModel:
         r = risk.fillna(self.model_.risk_cut_).to_numpy()
         out = pd.DataFrame(
             {"risk": r, "prob": self.model_.probability(r), "high_risk": r > self.model_.risk_cut_},
-            index=data.ids,
+            index=data.patient_ids,
         )
         if surv_times is not None and self.model_.cox_slope_ is not None:
             sp = self.model_.survival_at(r, surv_times)

@@ -139,8 +139,8 @@ def _rows(
     return prediction_frame(
         pred,
         truth,
-        sample_id=data.ids,
-        patient_id=data.ids,
+        sample_id=data.patient_ids,
+        patient_id=data.patient_ids,
         model=model,
         repeat=repeat,
         fold=fold,
@@ -177,7 +177,9 @@ def side_by_side(
     for src, tgt in roles:
         if not {src, tgt} <= set(data.modalities):
             raise InputError(f"generated {tgt} needs training patients with {tgt} and {src}.")
-    splits = patient_kfold(data.ids, data.labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
+    splits = patient_kfold(
+        data.patient_ids, data.labels, n_splits=n_splits, n_repeats=n_repeats, seed=seed
+    )
     surv_times = _surv_times(data)
     rows = []
     t0 = time.perf_counter()

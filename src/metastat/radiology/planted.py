@@ -42,7 +42,7 @@ def martingale_score(time: np.ndarray, event: np.ndarray) -> np.ndarray:
 
 
 def plant_radiology(
-    ids: np.ndarray,
+    patient_ids: np.ndarray,
     time: np.ndarray,
     event: np.ndarray,
     folder: str | Path,
@@ -55,11 +55,11 @@ def plant_radiology(
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     score = martingale_score(np.asarray(time, float), np.asarray(event, float))
-    noise = rng.normal(size=(2, len(ids)))
+    noise = rng.normal(size=(2, len(patient_ids)))
     size = rho * score + np.sqrt(1 - rho**2) * noise[0]
     texture = rho * score + np.sqrt(1 - rho**2) * noise[1]
     rows = []
-    for i, pid in enumerate(ids):
+    for i, pid in enumerate(patient_ids):
         ph = sphere_phantom(
             6.0 * np.exp(0.22 * size[i]) * rng.uniform(0.9, 1.1, 3),  # mildly ellipsoidal
             intensity=float(rng.normal(40.0, 10.0)),  # nuisance: unrelated to outcome
@@ -71,6 +71,7 @@ def plant_radiology(
         img, msk = ph.write(folder, f"{i:04d}")
         rows.append({"patient_id": str(pid), "image": str(img), "mask": str(msk)})
     latent = pd.DataFrame(
-        {"score": score, "size": size, "texture": texture}, index=pd.Index(ids, name="patient_id")
+        {"score": score, "size": size, "texture": texture},
+        index=pd.Index(patient_ids, name="patient_id"),
     )
     return PlantedRadiology(pd.DataFrame(rows), latent)

@@ -1,30 +1,44 @@
-"""Model registry: what a models directory holds (expression models, MIL checkpoints, runs).
+"""Model registry: what a models directory holds (expression models, MIL checkpoints, fusion
+models, runs).
 
-Each sub-folder of the models directory is one entry, named by the folder:
+Each sub-folder of the models directory is one entry, named by the folder; its model family comes
+from the ``format`` its manifest declares (:data:`FAMILIES`):
 
-* ``manifest.json`` + ``arrays.safetensors`` -> an expression model (modality ``expression``);
-* ``mil.json`` + ``model.safetensors`` -> a MIL checkpoint (modality ``slide``);
+* ``manifest.json`` of format ``metastat.expression.*`` -> an expression model (``/api/models``,
+  modality ``expression``);
+* ``mil.json`` (format ``metastat-mil/*``) -> a MIL checkpoint (``/api/models``, modality
+  ``slide``);
+* ``manifest.json`` of format ``metastat.fusion.*`` (``metastat fusion fit``) -> a fusion model,
+  only recorded here and loaded on first use by :mod:`metastat.serve.routes_fusion`
+  (``/api/fusion/models``);
 * ``predictions.csv`` + ``metrics.json`` + ``run.json`` -> an evaluation run (results page).
 
-Folders that fail to load are listed under ``problems`` with the reason instead of stopping the
-service.
+Expression or MIL folders that fail to load, and manifests of an unknown format, are listed under
+``problems`` with the reason instead of stopping the service.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from metastat.errors import MetastatError, UnknownNameError, did_you_mean
+from metastat.core.provenance import sha256_file
+from metastat.errors import MetastatError, ModelError, UnknownNameError, did_you_mean
 
 log = logging.getLogger("metastat.serve")
 
 Modality = Literal["expression", "slide"]
+Family = Literal["expression", "slide", "fusion"]
 RUN_FILES = ("predictions.csv", "metrics.json", "run.json")
+#: format prefix of a model folder's manifest -> its family
+FAMILIES: dict[str, Family] = {
+    "metastat.expression.": "expression",
+    "metastat-mil/": "slide",
+    "metastat.fusion.": "fusion",
+}
 
 
 @dataclass
@@ -63,6 +77,7 @@ class Registry:
     """All entries of a models directory, loaded once at start."""
 
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    fusion: dict[str, Path] = field(default_factory=dict)
     runs: dict[str, Path] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
 
@@ -95,26 +110,38 @@ class Registry:
 def _version(manifest: dict[str, Any], weights: Path) -> str:
     if manifest.get("version"):
         return str(manifest["version"])
-    digest = manifest.get("sha256") or hashlib.sha256(weights.read_bytes()).hexdigest()
-    return str(digest)[:12]
+    digest = manifest.get("sha256")
+    return str(digest if isinstance(digest, str) else sha256_file(weights))[:12]
 
 
-def _load_entry(folder: Path) -> ModelEntry | None:
-    if (folder / "manifest.json").exists():
+def family(folder: Path) -> Family | None:
+    """The model family of ``folder`` from its manifest's format (None: not a model folder);
+    a manifest of an unknown format is a :class:`ModelError` naming it."""
+    name = "mil.json" if (folder / "mil.json").exists() else "manifest.json"
+    if not (folder / name).exists():
+        return None
+    fmt = str(json.loads((folder / name).read_text(encoding="utf-8")).get("format"))
+    for prefix, fam in FAMILIES.items():
+        if fmt.startswith(prefix):
+            return fam
+    known = ", ".join(f"{p}*" for p in FAMILIES)
+    raise ModelError(f"{folder.name}/{name}: unknown model format {fmt!r} (served: {known}).")
+
+
+def _load_entry(folder: Path, fam: Family) -> ModelEntry:
+    if fam == "expression":
         from metastat.expression.persist import ARRAYS, load_model
 
         model, manifest = load_model(folder)
         return ModelEntry(
             folder.name, _version(manifest, folder / ARRAYS), "expression", manifest, model, folder
         )
-    if (folder / "mil.json").exists():
-        from metastat.mil.checkpoint import WEIGHTS, load_checkpoint
+    from metastat.mil.checkpoint import WEIGHTS, load_checkpoint
 
-        ckpt = load_checkpoint(folder)
-        return ModelEntry(
-            folder.name, _version(ckpt.meta, folder / WEIGHTS), "slide", ckpt.meta, ckpt, folder
-        )
-    return None
+    ckpt = load_checkpoint(folder)
+    return ModelEntry(
+        folder.name, _version(ckpt.meta, folder / WEIGHTS), "slide", ckpt.meta, ckpt, folder
+    )
 
 
 def load_registry(models_dir: Path) -> Registry:
@@ -127,14 +154,15 @@ def load_registry(models_dir: Path) -> Registry:
             reg.runs[folder.name] = folder
             continue
         try:
-            entry = _load_entry(folder)
-        except (MetastatError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            fam = family(folder)
+            if fam == "fusion":
+                reg.fusion[folder.name] = folder
+            elif fam is not None:
+                entry = _load_entry(folder, fam)
+                reg.models[entry.name] = entry
+        except (MetastatError, OSError, ValueError, KeyError) as exc:  # JSONDecodeError too
             reg.problems[folder.name] = str(exc)
             log.warning("skipping %s: %s", folder.name, exc)
-            continue
         except ModuleNotFoundError as exc:  # e.g. a MIL checkpoint without torch installed
             reg.problems[folder.name] = f"needs the package {exc.name!r}"
-            continue
-        if entry is not None:
-            reg.models[entry.name] = entry
     return reg

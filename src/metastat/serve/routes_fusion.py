@@ -1,7 +1,8 @@
 """API: fused predictions for patients with any subset of modalities.
 
 Fusion models are the sub-folders of the models directory saved by ``metastat fusion fit``
-(``manifest.json`` with a ``metastat.fusion.*`` format); they are found on first use. A patient
+(``manifest.json`` with a ``metastat.fusion.*`` format, recorded by
+:mod:`metastat.serve.registry`); they are loaded on first use. A patient
 sends what they have: clinical variables, an expression profile, radiomics (any registered table
 modality, as ``{column: value}``) and / or ``slide_job``, a finished slide job of this portal
 whose tile features become the histology bag. Each prediction names the modalities it used,
@@ -11,7 +12,6 @@ what was sent but not used. Research use only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +47,13 @@ def _scan(p: Portal) -> dict[str, Any]:
     from metastat.fusion.persist import load_fusion
 
     found: dict[str, Any] = {"models": {}, "problems": {}}
-    for folder in sorted(d for d in p.settings.models_dir.iterdir() if d.is_dir()):
+    for name, folder in sorted(p.registry.fusion.items()):
         try:
-            fmt = json.loads((folder / "manifest.json").read_text()).get("format", "")
-        except (OSError, ValueError):
-            continue
-        if not str(fmt).startswith("metastat.fusion."):
-            continue
-        try:
-            found["models"][folder.name] = (*load_fusion(folder), folder)
+            found["models"][name] = (*load_fusion(folder), folder)
         except (MetastatError, OSError, ValueError, KeyError) as exc:
-            found["problems"][folder.name] = str(exc)
+            found["problems"][name] = str(exc)
+        except ModuleNotFoundError as exc:  # a neural fusion model without torch installed
+            found["problems"][name] = f"needs the package {exc.name!r}"
     return found
 
 
@@ -98,21 +94,46 @@ def fusion_models(p: PortalDep) -> dict[str, Any]:
     }
 
 
-def _bags(p: Portal, patients: list[Patient]) -> dict[str, Any]:
-    from metastat.slides.pipeline import feature_path
-    from metastat.slides.store import load_bag
+def _bag_width(model: Any, modality: str) -> int | None:
+    """Feature width a fitted fusion model expects for a bag modality (None: not known)."""
+    inp = getattr(model, "inputs_", {}).get(modality)  # neural fusion: the bag input
+    if inp is not None:
+        return int(inp.width)
+    branch = getattr(model, "models_", {}).get(modality)  # late fusion: the pooled branch
+    cols = getattr(getattr(getattr(branch, "model_", None), "encoder_", None), "columns_", None)
+    return None if cols is None else len(cols)
 
+
+def _bags(p: Portal, name: str, model: Any, patients: list[Patient]) -> dict[str, Any]:
+    """Histology bags of the patients' finished slide jobs, from the portal's feature store."""
+    from metastat.slides.featurestore import HDF5Store
+
+    store, width = HDF5Store(p.slides.out / "features"), _bag_width(model, "histology")
     bags = {}
-    for pt in patients:
-        if pt.slide_job is None:
-            continue
-        job = p.slides.job(pt.slide_job)
-        if job.status != "done":
+    for pt in (pt for pt in patients if pt.slide_job is not None):
+        job = p.slides.job(str(pt.slide_job))
+        at = f"patient {pt.patient_id}: slide job {job.job_id!r}"
+        if job.status == "failed":
             raise InputError(
-                f"patient {pt.patient_id}: slide job {pt.slide_job!r} is {job.status}; wait "
-                "until it is done (GET /api/jobs/{id})."
+                f"{at} failed ({job.error}); resume it (POST /api/jobs/{job.job_id}/resume) or "
+                "submit another slide."
             )
-        bags[pt.patient_id] = load_bag(feature_path(p.slides.out, job.slide_id)).features
+        if job.status != "done":
+            then = "resume it" if job.status == "interrupted" else "wait until it is done"
+            raise InputError(f"{at} is {job.status}; {then} (GET /api/jobs/{job.job_id}).")
+        if not store.is_complete(job.slide_id):
+            raise InputError(
+                f"{at}: its features are missing from the portal's feature store; submit the "
+                "slide again (POST /api/slides)."
+            )
+        bag = store.read(job.slide_id)
+        if width is not None and bag.features.shape[1] != width:
+            raise InputError(
+                f"{at} has {bag.features.shape[1]}-d features ({bag.encoder}) but fusion model "
+                f"{name!r} was trained on {width}-d histology features; use a fusion model "
+                "trained on this portal's slide encoder."
+            )
+        bags[pt.patient_id] = bag.features
     return {"histology": bags} if bags else {}
 
 
@@ -123,7 +144,7 @@ def _predict(p: Portal, name: str, req: FusionRequest) -> dict[str, Any]:
     if len(req.patients) > p.settings.max_samples:
         raise InputError(f"at most {p.settings.max_samples} patients per request.")
     records = [{"patient_id": pt.patient_id, **(pt.model_extra or {})} for pt in req.patients]
-    bags = _bags(p, req.patients)
+    bags = _bags(p, name, model, req.patients)
     data = records_to_set(records, model=model, manifest=manifest, bags=bags)
     frame = predict_new(model, manifest, folder, data)
     uses = set(model_modalities(model))
