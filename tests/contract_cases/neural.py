@@ -63,3 +63,37 @@ def mil_abmil_survival() -> tuple[Any, Any]:
     from metastat.mil.estimator import MILRiskModel
 
     return lambda: MILRiskModel("abmil", survival_loss="cox", **MIL), _survival
+
+
+@cache
+def _nki() -> Any:
+    from metastat.data.registry import load_dataset
+    from metastat.fusion.modalities import from_cohort
+
+    adata = load_dataset("breast_nki")
+    return from_cohort(adata[:, :200].copy(), "dmfs", horizon="5y")
+
+
+def _subset(x: Any, idx: np.ndarray) -> Any:
+    return x.subset(idx)
+
+
+def _fusion() -> ContractData:
+    data = _nki()
+    fit, new = data.subset(np.arange(110)), data.subset(np.arange(110, len(data)))
+    target = Target.from_structured(fit.target, fit.horizon)
+    return ContractData(fit, target, new, list(new.ids), _subset)
+
+
+@case("fusion:late")
+def fusion_late() -> tuple[Any, Any]:
+    from metastat.fusion.late import LateFusion
+
+    return lambda: LateFusion(seed=0), _fusion
+
+
+@case("fusion:concat")
+def fusion_concat() -> tuple[Any, Any]:
+    from metastat.fusion.intermediate import NeuralFusion
+
+    return lambda: NeuralFusion("concat", epochs=60, patience=10, hidden=16, n_genes=100), _fusion
