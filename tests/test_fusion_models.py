@@ -146,3 +146,15 @@ def test_neural_fusion_round_trip(tmp_path, split, bench) -> None:
         a, b = model.predict_frame(data), again.predict_frame(data)
         np.testing.assert_allclose(a[["risk", "prob"]], b[["risk", "prob"]], rtol=1e-5, atol=1e-6)
         assert (a["modalities"] == b["modalities"]).all()
+
+
+def test_neural_fusion_imputes_a_sparse_training_profile(split) -> None:
+    """A training patient missing > 10 % of the genes is imputed (with a warning), as in the
+    unimodal expression model, not a failure of the whole fit (breast_nki has one: NKI_54)."""
+    train, test = split
+    expr = train.tables["expression"].copy()
+    expr.iloc[0, : expr.shape[1] // 4] = np.nan
+    sparse = train.with_values("expression", expr, np.ones(len(train), bool))
+    sparse.synthetic[:] = False  # type: ignore[index]
+    model = NeuralFusion("concat", **{**FAST, "epochs": 5}).fit(sparse)
+    assert np.isfinite(model.predict_risk(test)).all()

@@ -133,7 +133,7 @@ class ExpressionInput:
     def fit(self, data: MultimodalSet, m: str, s: Settings) -> ExpressionInput:
         x = data.features(m)[data.has(m)]
         self.pre = ExpressionPreprocessor(n_genes=s.n_genes).fit(x)
-        z = self.pre.transform(x)
+        z = self.pre.transform(x, strict=False)  # a cohort: sparse profiles imputed, warned
         if s.fusion == "coattention":
             sets = s.gene_sets or cluster_gene_sets(
                 z.to_numpy(), list(z.columns), s.n_gene_sets, s.seed
@@ -158,7 +158,7 @@ class ExpressionInput:
     ) -> dict[str, torch.Tensor]:
         z = None
         if has.any():
-            z = self.pre.transform(data.features(m)[has]).to_numpy()
+            z = self.pre.transform(data.features(m)[has], strict=False).to_numpy()
             z = z if self.pca is None else self.pca.transform(z)
         return {m: _dense(z, has, self.width)}  # type: ignore[arg-type]
 
