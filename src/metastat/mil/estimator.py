@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -166,7 +166,7 @@ class MILRiskModel:
         top: int = 10,
         *,
         sample_ids: Sequence[str] | None = None,
-        method: str = "attention",
+        method: Literal["attention", "attention_x_grad"] = "attention",
     ) -> list[Explanation]:
         """Per bag, its ``top`` tiles (``tile <row>``) by attention weight (the tile's share of
         the pooled embedding, >= 0, summing to 1; pooling baselines: uniform / tile logit), or
@@ -181,7 +181,7 @@ class MILRiskModel:
         out: list[Explanation] = []
         for sid, bag in zip(ids, x, strict=True):
             b = check_features(bag, str(sid), dim=ck.spec.in_dim)
-            s = tile_scores(ck, b, method)  # type: ignore[arg-type]
+            s = tile_scores(ck, b, method)
             out += top_contributions([sid], [f"tile {j}" for j in range(len(b))], s[None], top)
         return out
 
