@@ -158,3 +158,14 @@ def test_neural_fusion_imputes_a_sparse_training_profile(split) -> None:
     sparse.synthetic[:] = False  # type: ignore[index]
     model = NeuralFusion("concat", **{**FAST, "epochs": 5}).fit(sparse)
     assert np.isfinite(model.predict_risk(test)).all()
+
+
+def test_neural_fusion_scores_each_patient_alone(split) -> None:
+    """A patient's risk does not depend on who else is scored (bags of other sizes, other
+    patients' presence): one patient alone gets exactly its risk in the cohort."""
+    train, test = split
+    model = NeuralFusion("concat", **{**FAST, "epochs": 5}).fit(train)
+    risk = model.predict_risk(test.without("expression"))
+    for i in (0, 3, len(test) - 1):
+        alone = model.predict_risk(test.subset(np.array([i])).without("expression"))
+        assert alone[0] == risk[i]

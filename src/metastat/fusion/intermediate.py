@@ -252,14 +252,17 @@ class NeuralFusion:
         return self
 
     def _predict(self, batch: dict[str, torch.Tensor], present: torch.Tensor) -> np.ndarray:
-        """Risk per patient, each from its own forward pass: a float32 batch would make a
-        patient's risk depend (in the last bits) on the other patients scored with it."""
+        """Risk per patient, each from its own forward pass over its own tiles (no padding): in a
+        float32 batch a patient's risk would depend, in the last bits, on the others scored."""
         self.net_.eval()
+        rows = []
         with torch.no_grad():
-            rows = [
-                self.net_({k: v[i : i + 1] for k, v in batch.items()}, present[i : i + 1])
-                for i in range(len(present))
-            ]
+            for i in range(len(present)):
+                one = {k: v[i : i + 1] for k, v in batch.items()}
+                for key in [k for k in one if k.endswith(".mask")]:
+                    n, bag = int(one[key].sum()), key.removesuffix(".mask")
+                    one[key], one[bag] = one[key][:, :n], one[bag][:, :n]
+                rows.append(self.net_(one, present[i : i + 1]))
         return torch.cat(rows).numpy().astype(float)
 
     def _calibrate(self, risk: np.ndarray, y: np.ndarray) -> None:
