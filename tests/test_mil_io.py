@@ -183,3 +183,30 @@ def test_checkpoint_from_before_the_registry_loads(tmp_path: Path) -> None:
     (ck / "mil.json").write_text(json.dumps(meta))
     loaded = load_checkpoint(ck)
     assert loaded.spec.params["k"] == 8 and loaded.spec.params["hidden_dim"] == 32
+
+
+def test_train_checkpoint_and_estimator_bundle_load_alike(tmp_path: Path) -> None:
+    """A `mil train` folder (mil.json) loads as a MILRiskModel; an estimator bundle loads
+    through load_checkpoint (so `mil predict` / `mil heatmap` take either)."""
+    from metastat.data.target import Target
+    from metastat.mil.estimator import MILRiskModel
+
+    bag = load_bag(REAL_BAGS[0]).features
+    old = load_checkpoint(_checkpoint(tmp_path, 512, "efficientnet_lite0"))
+    est = MILRiskModel.load(old.path)  # type: ignore[arg-type]
+    ref = outputs(predict_logits(old.model, [bag]), old.head)
+    assert est.kind == "binary" and est.predict_probability([bag])[0] == ref["prob"].iloc[0]
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(size=(int(rng.integers(5, 12)), 8)).astype(np.float32) for _ in range(24)]
+    label = np.arange(24) % 2
+    for b, y in zip(bags, label, strict=True):
+        b[:2] += 2.0 * y  # a planted signal in two tiles
+    fitted = MILRiskModel("abmil", params={"hidden_dim": 8, "attention_dim": 4}, epochs=3,
+                          threads=1).fit(bags, Target(label=label, classes=("0", "1")))  # fmt: skip
+    ck = load_checkpoint(fitted.save(tmp_path / "bundle", info={"note": "x"}))
+    assert ck.meta["note"] == "x" and ck.meta["format"] == "metastat.mil.model/1"
+    np.testing.assert_array_equal(
+        outputs(predict_logits(ck.model, bags), ck.head)["risk"], fitted.predict_risk(bags)
+    )
+    with pytest.raises(ModelError, match="expects 8-d"):
+        fitted.predict_risk([bag])

@@ -14,7 +14,8 @@ the training fold (never the test fold).
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,9 @@ import torch
 from torch import nn
 
 from metastat.core.calibration import Calibrator, median_cut
+from metastat.core.contract import Explanation, no_survival, top_contributions
 from metastat.core.cox import cox_nll
+from metastat.data.target import Target
 from metastat.errors import InputError
 from metastat.evaluate.splits import train_validation_split
 from metastat.fusion.coattention import CoAttentionNet
@@ -201,7 +204,10 @@ class NeuralFusion:
         keep[empty] = present[empty]  # never drop every modality of a patient
         return keep
 
-    def fit(self, data: MultimodalSet) -> NeuralFusion:
+    def fit(self, data: MultimodalSet, target: Target | None = None) -> NeuralFusion:
+        """Fit on ``data`` (its outcome, or ``target`` instead)."""
+        if target is not None:
+            data = data.with_target(target)
         with single_thread():
             return self._fit(data)
 
@@ -246,9 +252,18 @@ class NeuralFusion:
         return self
 
     def _predict(self, batch: dict[str, torch.Tensor], present: torch.Tensor) -> np.ndarray:
+        """Risk per patient, each from its own forward pass over its own tiles (no padding): in a
+        float32 batch a patient's risk would depend, in the last bits, on the others scored."""
         self.net_.eval()
+        rows = []
         with torch.no_grad():
-            return self.net_(batch, present).numpy().astype(float)
+            for i in range(len(present)):
+                one = {k: v[i : i + 1] for k, v in batch.items()}
+                for key in [k for k in one if k.endswith(".mask")]:
+                    n, bag = int(one[key].sum()), key.removesuffix(".mask")
+                    one[key], one[bag] = one[key][:, :n], one[bag][:, :n]
+                rows.append(self.net_(one, present[i : i + 1]))
+        return torch.cat(rows).numpy().astype(float)
 
     def _calibrate(self, risk: np.ndarray, y: np.ndarray) -> None:
         cal = Calibrator()
@@ -267,9 +282,7 @@ class NeuralFusion:
     def predict_frame(
         self, data: MultimodalSet, surv_times: np.ndarray | None = None
     ) -> pd.DataFrame:
-        batch, present = self._inputs(data)
-        with single_thread():
-            risk = self._predict(batch, present)
+        risk = self.predict_risk(data)
         out = pd.DataFrame(
             {"risk": risk, "prob": self.probability(risk), "high_risk": risk > self.risk_cut_},
             index=data.patient_ids,
@@ -281,3 +294,51 @@ class NeuralFusion:
         for k, v in data.provenance(data.used(self.mods_)).items():
             out[k] = v
         return out
+
+    # -- the risk-model contract (metastat.core.contract) -----------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.kind_
+
+    @property
+    def horizon(self) -> float | None:
+        return self.horizon_
+
+    def predict_risk(self, data: MultimodalSet) -> np.ndarray:
+        batch, present = self._inputs(data)
+        with single_thread():
+            return self._predict(batch, present)
+
+    def predict_probability(self, data: MultimodalSet) -> np.ndarray:
+        return self.probability(self.predict_risk(data))
+
+    def predict_survival(self, data: MultimodalSet, times: np.ndarray) -> np.ndarray:
+        if self.kind_ != "survival":
+            raise no_survival(self)
+        return self.survival_at(self.predict_risk(data), np.asarray(times, dtype=float))
+
+    def explain(self, data: MultimodalSet, top: int = 10) -> list[Explanation]:
+        """Per patient, each modality it has: its risk minus its risk with that modality masked
+        as missing (the presence flag the network was trained with; one extra pass each)."""
+        risk = self.predict_risk(data)
+        mods = [m for m in self.mods_ if m in data.present]
+        delta = np.full((len(data), len(mods)), np.nan)
+        for j, m in enumerate(mods):
+            has = data.has(m)
+            delta[has, j] = (risk - self.predict_risk(data.without(m)))[has]
+        out = top_contributions(data.patient_ids, mods, delta, top)
+        for e in out:  # modalities a patient lacks contribute nothing
+            e["features"] = [f for f in e["features"] if np.isfinite(f["contribution"])]
+        return out
+
+    def save(self, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+        """:func:`metastat.fusion.persist_neural.save_neural` (a core bundle)."""
+        from metastat.fusion.persist_neural import save_neural
+
+        return save_neural(self, path, info=info)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuralFusion:
+        from metastat.fusion.persist_neural import load_neural
+
+        return load_neural(path)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from itertools import combinations
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +20,8 @@ from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.util import Surv
 
 from metastat.core.calibration import Calibrator, median_cut
+from metastat.core.contract import Explanation, no_survival, top_contributions
+from metastat.data.target import Target
 from metastat.errors import InputError
 from metastat.fusion.modalities import MultimodalSet
 from metastat.fusion.unimodal import UnimodalModel
@@ -81,7 +85,10 @@ class LateFusion:
         self.min_patients = min_patients
         self.seed = seed
 
-    def fit(self, data: MultimodalSet) -> LateFusion:
+    def fit(self, data: MultimodalSet, target: Target | None = None) -> LateFusion:
+        """Fit on ``data`` (its outcome, or ``target`` instead)."""
+        if target is not None:
+            data = data.with_target(target)
         mods = tuple(self.modalities or data.modalities)
         self.models_ = {
             m: UnimodalModel(m, learner=self.learner, seed=self.seed).fit(data) for m in mods
@@ -120,11 +127,23 @@ class LateFusion:
             for s, st in self.stackers_.items()
         }
 
+    @property
+    def kind(self) -> str:
+        return next(iter(self.stackers_.values())).kind
+
+    @property
+    def horizon(self) -> float | None:
+        return next(iter(self.stackers_.values())).horizon
+
+    def _z(self, data: MultimodalSet) -> pd.DataFrame:
+        """Standardised modality risks (NaN where a patient lacks the modality)."""
+        raw = pd.DataFrame({m: um.raw_risk(data) for m, um in self.models_.items()})
+        return (raw - pd.Series(self.center_)) / pd.Series(self.scale_)
+
     def predict_frame(
         self, data: MultimodalSet, surv_times: np.ndarray | None = None
     ) -> pd.DataFrame:
-        raw = pd.DataFrame({m: um.raw_risk(data) for m, um in self.models_.items()})
-        z = (raw - pd.Series(self.center_)) / pd.Series(self.scale_)
+        z = self._z(data)
         avail = z.notna().to_numpy()
         mods = list(self.models_)
         risk = np.zeros(len(data))
@@ -158,3 +177,47 @@ class LateFusion:
         """The largest fitted modality subset within what the patient has."""
         fitted = [s for s in self.stackers_ if set(s) <= set(available)]
         return max(fitted, key=len) if fitted else None
+
+    # -- the risk-model contract (metastat.core.contract) -----------------------------------------
+    def predict_risk(self, data: MultimodalSet) -> np.ndarray:
+        return self.predict_frame(data)["risk"].to_numpy(dtype=float)
+
+    def predict_probability(self, data: MultimodalSet) -> np.ndarray:
+        return self.predict_frame(data)["prob"].to_numpy(dtype=float)
+
+    def predict_survival(self, data: MultimodalSet, times: np.ndarray) -> np.ndarray:
+        """S(t) of each patient's stacker (NaN rows for patients with no modality)."""
+        if self.kind != "survival":
+            raise no_survival(self)
+        t = np.asarray(times, dtype=float)
+        frame = self.predict_frame(data, t)
+        cols = [f"surv_{i}" for i in range(len(t))]
+        return frame.reindex(columns=cols).to_numpy(dtype=float)
+
+    def explain(self, data: MultimodalSet, top: int = 10) -> list[Explanation]:
+        """Per patient, each used modality's stacker weight x its standardised risk (the terms
+        of the stacked risk, without the intercept), largest absolute first."""
+        z = self._z(data)
+        mods, values = list(z.columns), z.to_numpy()
+        terms = np.full(values.shape, np.nan)
+        for i, row in enumerate(values):
+            subset = self._best_subset(tuple(np.array(mods)[np.isfinite(row)]))
+            if subset is not None:
+                cols = [mods.index(m) for m in subset]
+                terms[i, cols] = self.stackers_[subset].coef_ * row[cols]
+        out = top_contributions(data.patient_ids, mods, terms, top)
+        for e in out:  # modalities outside the patient's stacker contribute nothing
+            e["features"] = [f for f in e["features"] if np.isfinite(f["contribution"])]
+        return out
+
+    def save(self, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+        """:func:`metastat.fusion.persist.save_late`."""
+        from metastat.fusion.persist import save_late
+
+        return save_late(self, path, info=info)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LateFusion:
+        from metastat.fusion.persist import load_late
+
+        return load_late(path)[0]

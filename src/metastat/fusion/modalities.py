@@ -24,7 +24,7 @@ from metastat.data.cohort import cohort_name, expression_frame, patients
 from metastat.data.genes import GeneReport, collapse_genes
 from metastat.data.outcomes import Outcome, resolve_outcome
 from metastat.data.tables import check_unique_ids
-from metastat.data.target import make_target
+from metastat.data.target import Target, make_target
 from metastat.errors import InputError
 from metastat.fusion.registry import get_modality, modality_names
 
@@ -43,7 +43,7 @@ class MultimodalSet:
     """
 
     patient_ids: np.ndarray
-    target: np.ndarray  # metastat.expression.heads.make_target structure
+    target: np.ndarray  # metastat.data.target.make_target structure (Target.structured())
     kind: str  # "binary" | "survival"
     horizon: float | None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -121,6 +121,15 @@ class MultimodalSet:
             present=self.present.iloc[idx],
             synthetic=self.synthetic.iloc[idx],  # type: ignore[union-attr]
         )
+
+    def with_target(self, target: Target) -> MultimodalSet:
+        """The same patients with outcome ``target`` (binary or survival, one per patient)."""
+        if len(target) != len(self) or target.kind == "multiclass":
+            raise InputError(
+                f"a fusion target must be binary or survival with one entry per patient "
+                f"({len(self)}); got a {target.kind} target of {len(target)}."
+            )
+        return replace(self, target=target.structured(), kind=target.kind, horizon=target.horizon)
 
     def without(self, *modalities: str) -> MultimodalSet:
         """The same patients with ``modalities`` removed (marked absent for everyone)."""

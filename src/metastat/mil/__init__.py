@@ -2,7 +2,8 @@
 
 Models (:mod:`~metastat.mil.models`), training and patient-grouped CV (:mod:`~metastat.mil.train`),
 safetensors checkpoints (:mod:`~metastat.mil.checkpoint`), inference (:mod:`~metastat.mil.infer`),
-heatmaps (:mod:`~metastat.mil.heatmap`) and the held-out-source benchmark on real tiles
+heatmaps (:mod:`~metastat.mil.heatmap`), the risk-model-contract estimator
+(:mod:`~metastat.mil.estimator`) and the held-out-source benchmark on real tiles
 (:mod:`~metastat.mil.planted`).
 """
 
