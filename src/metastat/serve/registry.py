@@ -12,13 +12,14 @@ service.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from metastat.core.bundle import file_digests
+from metastat.core.provenance import sha256_file
 from metastat.errors import MetastatError, UnknownNameError, did_you_mean
 
 log = logging.getLogger("metastat.serve")
@@ -95,8 +96,8 @@ class Registry:
 def _version(manifest: dict[str, Any], weights: Path) -> str:
     if manifest.get("version"):
         return str(manifest["version"])
-    digest = manifest.get("sha256") or hashlib.sha256(weights.read_bytes()).hexdigest()
-    return str(digest)[:12]
+    digest = file_digests(manifest).get(weights.name) or sha256_file(weights)
+    return digest[:12]
 
 
 def _load_entry(folder: Path) -> ModelEntry | None:
