@@ -15,7 +15,7 @@ clinical and radiomics tables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -100,6 +100,12 @@ def build_learner(
         "baseline_logistic": lambda: BaselineLogistic(seed=seed),
         "baseline_coxnet": lambda: BaselineCoxNet(seed=seed),
     }[name]()
+
+
+class GeneExplanation(Explanation):
+    """An :class:`~metastat.core.contract.Explanation` with the genes' standardised values."""
+
+    genes: list[dict[str, Any]]
 
 
 def as_structured(target: Target | np.ndarray) -> np.ndarray:
@@ -206,19 +212,19 @@ class RiskModel(BaseEstimator):
         rows = np.flatnonzero(ok if horizon else ok & ~np.isnan(y["binary"]))
         if self.n_interval <= 0 or rows.size < 10 or (not horizon and self.platt_ is None):
             return np.empty((0, 2))
-        draws = []
+        draws: list[tuple[float, float]] = []
         for _ in range(self.n_interval):
             b = rng.choice(rows, size=rows.size, replace=True)
             cal = Calibrator()
             if horizon:
-                cal.fit_cox(oof[b], y["time"][b], y["event"][b])
-                if cal.cox_slope == 0.0:  # undefined slope (constant risk or no event): no draw
+                slope = cal.fit_cox(oof[b], y["time"][b], y["event"][b]).cox_slope
+                if not slope:  # undefined slope (constant risk or no event): no draw
                     continue
                 h0 = float(cumhaz_at(cal.base_times, cal.base_cumhaz, np.array([self.horizon]))[0])
                 if h0 > 0:
-                    draws.append((np.log(h0), cal.cox_slope))
-            elif cal.fit_platt(oof[b], y["binary"][b]).platt is not None:
-                draws.append(cal.platt)
+                    draws.append((float(np.log(h0)), slope))
+            elif (platt := cal.fit_platt(oof[b], y["binary"][b]).platt) is not None:
+                draws.append(platt)
         return np.asarray(draws, dtype=float).reshape(-1, 2)
 
     # -- calibration (read-only views of the calibrator) ----------------------------------------
@@ -335,9 +341,9 @@ class RiskModel(BaseEstimator):
             return None
         return pd.Series(np.asarray(coef, dtype=float), index=self.feature_names)
 
-    def explain(self, x: pd.DataFrame, top: int = 10) -> list[Explanation]:
+    def explain_genes(self, x: pd.DataFrame, top: int = 10) -> list[GeneExplanation]:
         """Per sample, the features contributing most to its risk (weight x standardised value):
-        ``features`` (the contract) and ``genes`` (also with the standardised value)."""
+        ``features`` (the contract) and ``genes`` (with the standardised value too)."""
         coef = self.gene_coefficients
         if coef is None:
             raise InputError(
@@ -346,18 +352,26 @@ class RiskModel(BaseEstimator):
             )
         z = self._encode(x)
         contrib = z.to_numpy() * coef.to_numpy()
-        out = top_contributions(z.index, z.columns, contrib, top)
         col = {str(c): j for j, c in enumerate(z.columns)}
-        for i, e in enumerate(out):
-            cast(dict[str, Any], e)["genes"] = [
-                {
-                    "gene": f["feature"],
-                    "contribution": f["contribution"],
-                    "expression_z": float(z.iat[i, col[f["feature"]]]),
-                }
-                for f in e["features"]
-            ]
-        return out
+        return [
+            {
+                **e,
+                "genes": [
+                    {
+                        "gene": f["feature"],
+                        "contribution": f["contribution"],
+                        "expression_z": float(z.iat[i, col[f["feature"]]]),
+                    }
+                    for f in e["features"]
+                ],
+            }
+            for i, e in enumerate(top_contributions(z.index, z.columns, contrib, top))
+        ]
+
+    def explain(self, x: pd.DataFrame, top: int = 10) -> list[Explanation]:
+        """Contract: per sample, the ``top`` features by absolute contribution (see
+        :meth:`explain_genes`, whose ``genes`` entries these dictionaries also carry)."""
+        return [e for e in self.explain_genes(x, top)]
 
     # -- bundle -----------------------------------------------------------------------------------
     def save(self, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:

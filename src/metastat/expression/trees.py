@@ -101,7 +101,13 @@ class TreeArrays:
         )
 
 
-def _concat(trees: list[Any], values: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _concat(
+    kind: str,
+    trees: list[Any],
+    values: list[np.ndarray],
+    n_features: int,
+    learning_rate: float = 1.0,
+) -> TreeArrays:
     """Concatenate sklearn ``Tree`` objects' node arrays, children shifted to global indices."""
     sizes = np.array([t.node_count for t in trees])
     roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -109,24 +115,21 @@ def _concat(trees: list[Any], values: list[np.ndarray]) -> dict[str, np.ndarray]
     def shift(a: np.ndarray, start: int) -> np.ndarray:
         return np.where(a >= 0, a + start, -1)
 
-    return {
-        "roots": roots,
-        "left": np.concatenate(
-            [shift(t.children_left, s) for t, s in zip(trees, roots, strict=True)]
-        ),
-        "right": np.concatenate(
+    missing = [getattr(t, "missing_go_to_left", np.zeros(t.node_count)) for t in trees]
+    return TreeArrays(
+        kind,
+        roots=roots,
+        left=np.concatenate([shift(t.children_left, s) for t, s in zip(trees, roots, strict=True)]),
+        right=np.concatenate(
             [shift(t.children_right, s) for t, s in zip(trees, roots, strict=True)]
         ),
-        "feature": np.concatenate([np.maximum(t.feature, 0) for t in trees]),
-        "threshold": np.concatenate([t.threshold for t in trees]),
-        "missing_left": np.concatenate(
-            [
-                np.asarray(getattr(t, "missing_go_to_left", np.zeros(t.node_count)), bool)
-                for t in trees
-            ]
-        ),
-        "value": np.concatenate(values),
-    }
+        feature=np.concatenate([np.maximum(t.feature, 0) for t in trees]),
+        threshold=np.concatenate([t.threshold for t in trees]),
+        missing_left=np.concatenate(missing).astype(bool),
+        value=np.concatenate(values),
+        learning_rate=learning_rate,
+        n_features=int(n_features),
+    )
 
 
 def export_trees(model: Any) -> TreeArrays:
@@ -142,14 +145,14 @@ def export_trees(model: Any) -> TreeArrays:
                 "saved as arrays (only the Cox loss without dropout reproduces exactly)."
             )
         trees = [e.tree_ for e in np.asarray(model.estimators_).ravel()]
-        arrays = _concat(trees, [t.value[:, 0, 0] for t in trees])
-        lr, n_in = float(model.learning_rate), int(model.n_features_in_)
-        return TreeArrays("gbs", learning_rate=lr, n_features=n_in, **arrays)
+        values = [t.value[:, 0, 0] for t in trees]
+        return _concat("gbs", trees, values, model.n_features_in_, float(model.learning_rate))
     if isinstance(model, RandomSurvivalForest):
         if model.low_memory:
             raise ModelError(f"{name} fitted with low_memory=True stores no hazard per node.")
         trees = [e.tree_ for e in model.estimators_]
         ev = np.asarray(model.is_event_time_, bool)
-        arrays = _concat(trees, [t.value[:, ev, 0].sum(1) for t in trees])
-        return TreeArrays("rsf", n_features=int(model.n_features_in_), **arrays)
+        return _concat(
+            "rsf", trees, [t.value[:, ev, 0].sum(1) for t in trees], model.n_features_in_
+        )
     raise ModelError(f"{name} is not a tree ensemble metastat can save as arrays.")
