@@ -3,6 +3,7 @@ persistence without pickle, and refusal of mismatched profiles."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -120,10 +121,34 @@ def test_corrupt_model_files_are_detected(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
-def test_tree_models_are_not_saved_with_pickle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["gbs", "rsf"])
+def test_tree_models_are_saved_as_arrays_and_reproduce_exactly(name: str, tmp_path: Path) -> None:
     x, y, g = _data(120)
-    with pytest.raises(ModelError, match="cannot be saved without pickle"):
-        save_model(RiskModel("rsf", task="survival").fit(x, y, g), tmp_path / "m")
+    model = RiskModel(name, task="survival", horizon=24.0, n_interval=0).fit(x, y, g)
+    save_model(model, tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["format"] == "metastat.expression.trees/1"
+    assert manifest["trees"]["n_trees"] == 200
+    loaded, _ = load_model(tmp_path / "m")
+    x_new, _, _ = _data(60, seed=5)
+    np.testing.assert_array_equal(loaded.predict(x_new), model.predict(x_new))
+    np.testing.assert_array_equal(
+        loaded.predict_frame(x_new)["prob"], model.predict_frame(x_new)["prob"]
+    )
+    with pytest.raises(InputError, match="linear in its features"):
+        loaded.explain(x_new)
+
+
+def test_format_1_models_still_load(tmp_path: Path) -> None:
+    x, y, g = _data()
+    model = RiskModel("coxnet", task="survival", horizon=24.0).fit(x, y, g)
+    out = save_model(model, tmp_path / "m")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["format"] = "metastat.expression.linear/1"  # as written before the shared bundle
+    manifest["sha256"] = manifest["sha256"]["arrays.safetensors"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    loaded, _ = load_model(out)
+    np.testing.assert_array_equal(loaded.predict_frame(x)["prob"], model.predict_frame(x)["prob"])
 
 
 def test_unknown_model_and_survival_model_without_times() -> None:

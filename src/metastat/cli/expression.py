@@ -460,7 +460,7 @@ def predict(
         warnings.insert(0, id_warning)
     frame = est.predict_frame(x)
     frame["risk_group"] = np.where(frame["high_risk"], "high", "low")
-    explanations = est.explain(x, top=top_genes)
+    explanations = est.explain_genes(x, top=top_genes)
     frame["top_genes"] = [";".join(g["gene"] for g in e["genes"]) for e in explanations]
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

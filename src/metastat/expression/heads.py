@@ -122,8 +122,15 @@ class LogisticCV(BaseEstimator):
         self.seed = seed
 
     def _model(self, c: float, warm: bool = False) -> LogisticRegression:
+        # saga shuffles the samples: without a fixed random_state two fits differ (~1e-3 risk)
         return LogisticRegression(
-            C=c, l1_ratio=self.l1_ratio, solver="saga", max_iter=5000, tol=1e-3, warm_start=warm
+            C=c,
+            l1_ratio=self.l1_ratio,
+            solver="saga",
+            max_iter=5000,
+            tol=1e-3,
+            warm_start=warm,
+            random_state=self.seed,
         )
 
     def fit(

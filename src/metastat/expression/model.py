@@ -6,11 +6,15 @@ median) and, for time-to-event outcomes, survival probabilities at requested tim
 
 Calibration is fitted on the learner's *out-of-inner-fold* training risks (never in-sample risks
 of a tuned model): Platt scaling for binary probabilities; for time-to-event outcomes a
-one-variable Cox recalibration (slope) with a Breslow baseline hazard.
+one-variable Cox recalibration (slope) with a Breslow baseline hazard (both
+:class:`metastat.core.calibration.Calibrator`). ``RiskModel`` implements the risk-model contract
+(:mod:`metastat.core.contract`); :class:`metastat.fusion.unimodal.TabularRiskModel` reuses it for
+clinical and radiomics tables.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -18,6 +22,9 @@ import pandas as pd
 from scipy.special import expit
 from sklearn.base import BaseEstimator
 
+from metastat.core.calibration import Calibrator, median_cut
+from metastat.core.contract import Explanation, no_survival, top_contributions
+from metastat.data.target import Target
 from metastat.errors import InputError, UnknownNameError, did_you_mean
 from metastat.expression.ensemble import SignatureEnsemble, SignatureScore
 from metastat.expression.heads import (
@@ -29,7 +36,7 @@ from metastat.expression.heads import (
 )
 from metastat.expression.preprocess import ExpressionPreprocessor, Representation
 from metastat.expression.signatures import Signature, library_signatures
-from metastat.stats import breslow_cumhaz, cox_1d, cumhaz_at, logistic_fit
+from metastat.stats import cumhaz_at
 
 #: model name -> (description, needs follow-up times)
 MODELS: dict[str, tuple[str, bool]] = {
@@ -95,6 +102,17 @@ def build_learner(
     }[name]()
 
 
+class GeneExplanation(Explanation):
+    """An :class:`~metastat.core.contract.Explanation` with the genes' standardised values."""
+
+    genes: list[dict[str, Any]]
+
+
+def as_structured(target: Target | np.ndarray) -> np.ndarray:
+    """The learners' structured target (:data:`metastat.data.target.TARGET_DTYPE`)."""
+    return target.structured() if isinstance(target, Target) else np.asarray(target)
+
+
 class RiskModel(BaseEstimator):
     """Expression -> calibrated risk of recurrence / metastasis."""
 
@@ -125,15 +143,38 @@ class RiskModel(BaseEstimator):
         self.signatures = signatures
         self.seed = seed
 
+    @property
+    def kind(self) -> str:
+        """``"binary"`` or ``"survival"`` (the ``task``)."""
+        return self.task
+
+    # -- fitting ----------------------------------------------------------------------------------
     def fit(
         self,
         x: pd.DataFrame,
-        y: np.ndarray,
+        target: Target | np.ndarray,
         patient_ids: np.ndarray | None = None,
         batch: np.ndarray | None = None,
     ) -> RiskModel:
-        """Fit on samples x genes ``x`` and a target from ``heads.make_target``."""
+        """Fit on samples x features ``x`` and a :class:`Target` (or the structured array of
+        :func:`metastat.data.target.make_target`); ``patient_ids``: patient of each sample."""
+        y = as_structured(target)
         has_time = not np.isnan(y["time"]).any()
+        z = self._fit_encoder(x, batch)
+        self.learner_ = build_learner(
+            self.model,
+            seed=self.seed,
+            signatures=self.signatures,
+            survival=has_time and MODELS.get(self.model, ("", True))[1],
+        )
+        self.learner_.fit(self._learner_input(z), y, patient_ids)
+        train_risk = self._risk(z)
+        self.risk_cut_ = median_cut(train_risk)
+        self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
+        self._calibrate(np.asarray(self.learner_.oof_risk_, dtype=float), y, has_time)
+        return self
+
+    def _fit_encoder(self, x: pd.DataFrame, batch: np.ndarray | None) -> pd.DataFrame:
         self.preprocessor_ = ExpressionPreprocessor(
             log=self.log,
             quantile=self.quantile,
@@ -141,38 +182,24 @@ class RiskModel(BaseEstimator):
             scale=self.scale,
             representation=self.representation,
         )
-        z = self.preprocessor_.fit_transform(x, batch=batch)
-        self.learner_ = build_learner(
-            self.model,
-            seed=self.seed,
-            signatures=self.signatures,
-            survival=has_time and MODELS.get(self.model, ("", True))[1],
-        )
-        self.learner_.fit(
-            z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy(),
-            y,
-            patient_ids,
-        )
-        train_risk = self._risk(z)
-        self.risk_cut_ = float(np.median(train_risk))
-        self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
-        self._calibrate(np.asarray(self.learner_.oof_risk_, dtype=float), y, has_time)
-        return self
+        return self.preprocessor_.fit_transform(x, batch=batch)
+
+    def _encode(self, x: pd.DataFrame, batch: Any = None, strict: bool = True) -> pd.DataFrame:
+        """Input -> the learner's standardised features (``strict``: see the preprocessor)."""
+        return self.preprocessor_.transform(x, batch, strict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the learner's input columns (genes after selection)."""
+        return [str(g) for g in self.preprocessor_.genes_]
 
     def _calibrate(self, oof: np.ndarray, y: np.ndarray, has_time: bool) -> None:
-        self.platt_ = None
-        self.cox_slope_ = None
-        ok = np.isfinite(oof)
-        known = ok & ~np.isnan(y["binary"])
+        known = np.isfinite(oof) & ~np.isnan(y["binary"])
+        self.calibrator_ = Calibrator()
         if self.task == "binary" or (self.horizon is None and known.any()):
-            a, b = logistic_fit(oof[known], y["binary"][known], np.zeros(known.sum()), slope=True)
-            self.platt_ = (float(a), float(b))
+            self.calibrator_.fit_platt(oof, y["binary"])
         if has_time:
-            slope = cox_1d(oof[ok], y["time"][ok], y["event"][ok])
-            self.cox_slope_ = float(slope) if np.isfinite(slope) else 0.0
-            self.base_times_, self.base_cumhaz_ = breslow_cumhaz(
-                self.cox_slope_ * oof[ok], y["time"][ok], y["event"][ok]
-            )
+            self.calibrator_.fit_cox(oof, y["time"], y["event"])
         self.interval_draws_ = self._calibration_draws(oof, y, has_time)
 
     def _calibration_draws(self, oof: np.ndarray, y: np.ndarray, has_time: bool) -> np.ndarray:
@@ -185,21 +212,37 @@ class RiskModel(BaseEstimator):
         rows = np.flatnonzero(ok if horizon else ok & ~np.isnan(y["binary"]))
         if self.n_interval <= 0 or rows.size < 10 or (not horizon and self.platt_ is None):
             return np.empty((0, 2))
-        draws = []
+        draws: list[tuple[float, float]] = []
         for _ in range(self.n_interval):
             b = rng.choice(rows, size=rows.size, replace=True)
+            cal = Calibrator()
             if horizon:
-                slope = cox_1d(oof[b], y["time"][b], y["event"][b])
-                if not np.isfinite(slope):
+                slope = cal.fit_cox(oof[b], y["time"][b], y["event"][b]).cox_slope
+                if not slope:  # undefined slope (constant risk or no event): no draw
                     continue
-                t, h = breslow_cumhaz(slope * oof[b], y["time"][b], y["event"][b])
-                h0 = float(cumhaz_at(t, h, np.array([self.horizon]))[0])
+                h0 = float(cumhaz_at(cal.base_times, cal.base_cumhaz, np.array([self.horizon]))[0])
                 if h0 > 0:
-                    draws.append((np.log(h0), slope))
-            elif np.unique(y["binary"][b]).size == 2:
-                a, s = logistic_fit(oof[b], y["binary"][b], np.zeros(b.size), slope=True)
-                draws.append((float(a), float(s)))
+                    draws.append((float(np.log(h0)), slope))
+            elif (platt := cal.fit_platt(oof[b], y["binary"][b]).platt) is not None:
+                draws.append(platt)
         return np.asarray(draws, dtype=float).reshape(-1, 2)
+
+    # -- calibration (read-only views of the calibrator) ----------------------------------------
+    @property
+    def platt_(self) -> tuple[float, float] | None:
+        return self.calibrator_.platt
+
+    @property
+    def cox_slope_(self) -> float | None:
+        return self.calibrator_.cox_slope
+
+    @property
+    def base_times_(self) -> np.ndarray:
+        return self.calibrator_.base_times
+
+    @property
+    def base_cumhaz_(self) -> np.ndarray:
+        return self.calibrator_.base_cumhaz
 
     @property
     def interval_method(self) -> str:
@@ -227,30 +270,40 @@ class RiskModel(BaseEstimator):
         """True when a profile is represented by its own within-sample ranks only."""
         return self.preprocessor_.platform_independent
 
+    # -- prediction -----------------------------------------------------------------------------
+    def _learner_input(self, z: pd.DataFrame) -> pd.DataFrame | np.ndarray:
+        return z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy()
+
     def _risk(self, z: pd.DataFrame) -> np.ndarray:
-        data = z if isinstance(self.learner_, SignatureEnsemble | SignatureScore) else z.to_numpy()
-        return np.asarray(self.learner_.predict(data), dtype=float)
+        return np.asarray(self.learner_.predict(self._learner_input(z)), dtype=float)
 
     def predict(
         self, x: pd.DataFrame, batch: np.ndarray | None = None, strict: bool = True
     ) -> np.ndarray:
         """Risk score (higher = worse prognosis); ``strict``: see the preprocessor."""
-        return self._risk(self.preprocessor_.transform(x, batch, strict))
+        return self._risk(self._encode(x, batch, strict))
 
     def survival_at(self, risk: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Predicted survival probability S(t) for each sample (rows) and time (columns)."""
         if self.cox_slope_ is None:
-            raise InputError("survival probabilities need a model fitted with follow-up times.")
-        h0 = cumhaz_at(self.base_times_, self.base_cumhaz_, np.asarray(times, dtype=float))
-        return np.exp(-np.outer(np.exp(self.cox_slope_ * risk), h0))
+            raise no_survival(self)
+        return self.calibrator_.survival_at(risk, times)
 
     def probability(self, risk: np.ndarray) -> np.ndarray:
         """Calibrated probability of the event (binary status, or event by ``horizon``)."""
-        if self.task == "survival" and self.horizon is not None and self.cox_slope_ is not None:
-            return 1.0 - self.survival_at(risk, np.array([self.horizon]))[:, 0]
-        if self.platt_ is not None:
-            return expit(self.platt_[0] + self.platt_[1] * risk)
-        return np.full(len(risk), np.nan)
+        return self.calibrator_.probability(risk, self.horizon if self.task == "survival" else None)
+
+    def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
+        """Contract: risk per sample (higher = worse)."""
+        return self.predict(x)
+
+    def predict_probability(self, x: pd.DataFrame) -> np.ndarray:
+        """Contract: calibrated event probability (by the horizon for survival outcomes)."""
+        return self.probability(self.predict(x))
+
+    def predict_survival(self, x: pd.DataFrame, times: np.ndarray) -> np.ndarray:
+        """Contract: S(t) per sample and time (survival models only)."""
+        return self.survival_at(self.predict(x), times)
 
     def predict_frame(
         self,
@@ -282,36 +335,54 @@ class RiskModel(BaseEstimator):
     # -- explanations -----------------------------------------------------------------------------
     @property
     def gene_coefficients(self) -> pd.Series | None:
-        """Weight of every (standardised) gene in the risk, for models linear in genes."""
+        """Weight of every standardised input feature (gene) in the risk, for linear models."""
         coef = getattr(self.learner_, "coef_", None)
         if coef is None:
             return None
-        return pd.Series(np.asarray(coef, dtype=float), index=self.preprocessor_.genes_)
+        return pd.Series(np.asarray(coef, dtype=float), index=self.feature_names)
 
-    def explain(self, x: pd.DataFrame, top: int = 10) -> list[dict[str, Any]]:
-        """Per sample, the genes contributing most to its risk (weight x standardised value)."""
+    def explain_genes(self, x: pd.DataFrame, top: int = 10) -> list[GeneExplanation]:
+        """Per sample, the features contributing most to its risk (weight x standardised value):
+        ``features`` (the contract) and ``genes`` (with the standardised value too)."""
         coef = self.gene_coefficients
         if coef is None:
             raise InputError(
-                f"per-patient explanations need a model linear in genes; "
+                f"per-patient explanations need a model linear in its features; "
                 f"{self.model!r} is not (use global permutation importance)."
             )
-        z = self.preprocessor_.transform(x)
+        z = self._encode(x)
         contrib = z.to_numpy() * coef.to_numpy()
-        out = []
-        for i, sid in enumerate(z.index):
-            order = np.argsort(-np.abs(contrib[i]))[:top]
-            out.append(
-                {
-                    "sample_id": str(sid),
-                    "genes": [
-                        {
-                            "gene": str(z.columns[j]),
-                            "contribution": float(contrib[i, j]),
-                            "expression_z": float(z.iat[i, j]),
-                        }
-                        for j in order
-                    ],
-                }
-            )
-        return out
+        col = {str(c): j for j, c in enumerate(z.columns)}
+        return [
+            {
+                **e,
+                "genes": [
+                    {
+                        "gene": f["feature"],
+                        "contribution": f["contribution"],
+                        "expression_z": float(z.iat[i, col[f["feature"]]]),
+                    }
+                    for f in e["features"]
+                ],
+            }
+            for i, e in enumerate(top_contributions(z.index, z.columns, contrib, top))
+        ]
+
+    def explain(self, x: pd.DataFrame, top: int = 10) -> list[Explanation]:
+        """Contract: per sample, the ``top`` features by absolute contribution (see
+        :meth:`explain_genes`, whose ``genes`` entries these dictionaries also carry)."""
+        return [e for e in self.explain_genes(x, top)]
+
+    # -- bundle -----------------------------------------------------------------------------------
+    def save(self, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+        """Write a :mod:`metastat.core.bundle` folder (see :mod:`metastat.expression.persist`)."""
+        from metastat.expression.persist import save_model
+
+        return save_model(self, path, info=info)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RiskModel:
+        """Read a folder written by :meth:`save` (or by older metastat versions)."""
+        from metastat.expression.persist import load_model
+
+        return load_model(path)[0]

@@ -1,37 +1,44 @@
-"""Saving and loading expression models without pickle: JSON manifest + safetensors arrays.
+"""Saving and loading expression models without pickle, as a :mod:`metastat.core.bundle` folder.
 
-Every model that is linear in genes (signature ensemble, CoxNet, logistic, signature score,
-baselines) reduces to preprocessing statistics + one weight per gene + calibration, which is all
-that is stored. A directory holds ``manifest.json`` (versions, genes, preprocessing, training
-cohort, seed, metrics) and ``arrays.safetensors``; loading validates both.
+A fitted :class:`RiskModel` reduces to preprocessing statistics, its learner and the calibration:
+
+* models linear in genes (signature ensemble, CoxNet, logistic, signature score, baselines):
+  one weight per gene + offset (format ``metastat.expression.linear/2``);
+* tree ensembles (``gbs``, ``rsf``): node arrays reproducing the risk exactly
+  (:mod:`metastat.expression.trees`; format ``metastat.expression.trees/1``).
+
+``manifest.json`` holds versions, genes, preprocessing, training cohort, seed and metrics; the
+arrays are ``arrays.safetensors``. :func:`head_state` / :func:`restore_head` (learner +
+calibration + risk groups) are shared with the tabular models (:mod:`metastat.fusion.unimodal`).
+Folders of format ``metastat.expression.linear/1`` (checksum as a string) still load.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import load_file
 from sklearn.base import BaseEstimator
 
-from metastat import __version__
-from metastat.atomic import atomic_write, save_arrays
+from metastat.core.bundle import ARRAYS, MANIFEST, read_bundle, write_bundle
+from metastat.core.calibration import Calibrator
 from metastat.errors import ModelError
 from metastat.expression.combat import ComBat
 from metastat.expression.model import RiskModel
 from metastat.expression.preprocess import ExpressionPreprocessor
+from metastat.expression.trees import TreeArrays, export_trees
 
-FORMAT = "metastat.expression.linear/1"
-ARRAYS = "arrays.safetensors"
-MANIFEST = "manifest.json"
+FORMAT = "metastat.expression.linear/2"
+TREES_FORMAT = "metastat.expression.trees/1"
+LEGACY_FORMAT = "metastat.expression.linear/1"
+FORMATS = (FORMAT, TREES_FORMAT, LEGACY_FORMAT)
+__all__ = ["ARRAYS", "FORMAT", "MANIFEST", "LinearLearner", "load_model", "save_model"]
 
 
 class LinearLearner(BaseEstimator):
-    """A learner reduced to gene weights: ``risk = z @ coef_ + offset_``."""
+    """A learner reduced to feature weights: ``risk = z @ coef_ + offset_``."""
 
     def __init__(self, coef: np.ndarray | None = None, offset: float = 0.0) -> None:
         self.coef = coef
@@ -46,31 +53,84 @@ class LinearLearner(BaseEstimator):
         return values @ self.coef_ + self.offset
 
 
-def _offset(learner: Any) -> float:
-    return float(getattr(learner, "offset_", getattr(learner, "intercept_", 0.0)))
+class TreeLearner(BaseEstimator):
+    """A tree ensemble reduced to node arrays (:class:`~metastat.expression.trees.TreeArrays`)."""
+
+    def __init__(self, trees: TreeArrays | None = None) -> None:
+        self.trees = trees
+
+    def predict(self, z: pd.DataFrame | np.ndarray) -> np.ndarray:
+        assert self.trees is not None
+        values = z.to_numpy(dtype=float) if isinstance(z, pd.DataFrame) else np.asarray(z)
+        return self.trees.predict(values)
 
 
-def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` to directory ``path`` (arrays first, manifest last, both atomically)."""
-    coef = getattr(model.learner_, "coef_", None)
-    if coef is None:
+def _trees_of(learner: Any) -> TreeArrays | None:
+    if isinstance(learner, TreeLearner):
+        return learner.trees
+    model = getattr(learner, "model_", None)
+    if type(model).__name__ in ("GradientBoostingSurvivalAnalysis", "RandomSurvivalForest"):
+        return export_trees(model)
+    return None
+
+
+def head_state(model: RiskModel, prefix: str = "") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """JSON state and arrays of a fitted model's learner, calibration and risk groups."""
+    learner = model.learner_
+    state: dict[str, Any] = {
+        "model": model.model,
+        "task": model.task,
+        "horizon": model.horizon,
+        "seed": model.seed,
+    }
+    arrays: dict[str, np.ndarray] = {}
+    coef = getattr(learner, "coef_", None)
+    trees = None if coef is not None else _trees_of(learner)
+    if coef is not None:
+        offset = getattr(learner, "offset_", getattr(learner, "intercept_", 0.0))
+        state |= {"learner": "linear", "offset": float(offset)}
+        arrays["coef"] = np.asarray(coef, dtype=np.float64)
+    elif trees is not None:
+        meta, tree_arrays = trees.to_state()
+        state |= {"learner": "trees", "trees": meta}
+        arrays |= tree_arrays
+    else:
         raise ModelError(
-            f"model {model.model!r} is not linear in genes and cannot be saved "
-            "without pickle; save 'ensemble', 'coxnet', 'logistic' or 'signature'."
+            f"model {model.model!r} is neither linear in its features nor a tree ensemble and "
+            "cannot be saved without pickle; save 'ensemble', 'coxnet', 'logistic', 'signature', "
+            "'gbs' or 'rsf'."
         )
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    pre = model.preprocessor_
-    arrays = {
-        "coef": np.asarray(coef, dtype=np.float64),
-        "median_in": pre.median_in_,
-        "mean": pre.mean_,
-        "sd": pre.sd_,
+    cal_state, cal_arrays = model.calibrator_.to_state()
+    state |= cal_state | {"risk_cut": model.risk_cut_}
+    arrays |= cal_arrays | {
         "risk_quantiles": np.asarray(model.train_risk_quantiles_, dtype=np.float64),
         "interval_draws": np.asarray(
             getattr(model, "interval_draws_", np.empty((0, 2))), dtype=np.float64
         ).reshape(-1, 2),
     }
+    return state, {f"{prefix}{k}": v for k, v in arrays.items()}
+
+
+def restore_head(
+    model: RiskModel, state: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str = ""
+) -> None:
+    """Inverse of :func:`head_state` (arrays with ``prefix``)."""
+    a = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    if state.get("learner", "linear") == "trees":
+        model.learner_ = TreeLearner(TreeArrays.from_state(state["trees"], a))
+    else:
+        model.learner_ = LinearLearner(a["coef"], state["offset"])
+    model.calibrator_ = Calibrator.from_state(state, a)
+    model.risk_cut_ = state["risk_cut"]
+    model.train_risk_quantiles_ = a["risk_quantiles"]
+    model.interval_draws_ = a.get("interval_draws", np.empty((0, 2))).reshape(-1, 2)
+
+
+def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` to folder ``path`` (arrays first, manifest last, both atomically)."""
+    state, arrays = head_state(model)
+    pre = model.preprocessor_
+    arrays |= {"median_in": pre.median_in_, "mean": pre.mean_, "sd": pre.sd_}
     if pre.quantile:
         arrays["reference"] = pre.reference_
     combat = getattr(pre, "combat_", None)
@@ -81,17 +141,7 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
             "combat_gamma": combat.gamma,
             "combat_delta": combat.delta,
         }
-    if model.cox_slope_ is not None:
-        arrays["base_times"] = model.base_times_
-        arrays["base_cumhaz"] = model.base_cumhaz_
-    save_arrays(out / ARRAYS, arrays)
-    manifest = {
-        "format": FORMAT,
-        "metastat": __version__,
-        "model": model.model,
-        "task": model.task,
-        "horizon": model.horizon,
-        "seed": model.seed,
+    state |= {
         "preprocessing": {
             "representation": pre.representation,
             "log": bool(pre.log_),
@@ -102,36 +152,19 @@ def save_model(model: RiskModel, path: str | Path, *, info: dict[str, Any] | Non
         },
         "genes_in": [str(g) for g in pre.genes_in_],
         "genes": [str(g) for g in pre.genes_],
-        "offset": _offset(model.learner_),
-        "platt": model.platt_,
-        "cox_slope": model.cox_slope_,
-        "risk_cut": model.risk_cut_,
         "sample_shift_sd": pre.sample_shift_sd_,
         "platform_independent": pre.platform_independent,
         "interval_method": model.interval_method,
         "combat_batches": None if combat is None else combat.levels.tolist(),
-        "sha256": hashlib.sha256((out / ARRAYS).read_bytes()).hexdigest(),
-        **(info or {}),
     }
-    atomic_write(out / MANIFEST, json.dumps(manifest, indent=2, default=str))
-    return out
+    fmt = TREES_FORMAT if state["learner"] == "trees" else FORMAT
+    return write_bundle(path, fmt, state, arrays, info=info)
 
 
 def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
-    """Load a saved model directory; returns the model and its manifest."""
-    path = Path(path)
-    mf, arr = path / MANIFEST, path / ARRAYS
-    if not mf.exists() or not arr.exists():
-        raise ModelError(f"{path}: not a metastat model directory (needs {MANIFEST} and {ARRAYS}).")
-    try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{mf}: corrupt manifest ({exc}).") from exc
-    if manifest.get("format") != FORMAT:
-        raise ModelError(f"{mf}: unsupported model format {manifest.get('format')!r}.")
-    if hashlib.sha256(arr.read_bytes()).hexdigest() != manifest.get("sha256"):
-        raise ModelError(f"{arr}: checksum mismatch; the file is corrupt or was changed.")
-    a = load_file(str(arr))
+    """Load a saved model folder; returns the model and its manifest."""
+    bundle = read_bundle(path, FORMATS)
+    manifest, a = bundle.manifest, bundle.arrays
     p = manifest["preprocessing"]
     model = RiskModel(
         manifest["model"],
@@ -168,12 +201,5 @@ def load_model(path: str | Path) -> tuple[RiskModel, dict[str, Any]]:
             a["combat_delta"],
         )
     model.preprocessor_ = pre
-    model.learner_ = LinearLearner(a["coef"], manifest["offset"])
-    model.platt_ = tuple(manifest["platt"]) if manifest["platt"] else None
-    model.cox_slope_ = manifest["cox_slope"]
-    if model.cox_slope_ is not None:
-        model.base_times_, model.base_cumhaz_ = a["base_times"], a["base_cumhaz"]
-    model.risk_cut_ = manifest["risk_cut"]
-    model.train_risk_quantiles_ = a["risk_quantiles"]
-    model.interval_draws_ = a.get("interval_draws", np.empty((0, 2))).reshape(-1, 2)
+    restore_head(model, manifest, a)
     return model, manifest

@@ -8,10 +8,8 @@ metrics with patient-bootstrap CIs from :mod:`metastat.evaluate`.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +17,15 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from metastat import __version__
 from metastat.atomic import atomic_write
+from metastat.core.provenance import run_provenance
 from metastat.data.cohort import cohort_name, expression_frame, patients
 from metastat.data.genes import GeneReport, align_cohorts, collapse_genes
 from metastat.data.outcomes import DAYS_PER, Outcome, resolve_outcome
 from metastat.data.target import make_target
 from metastat.errors import ValidationError
 from metastat.evaluate.bootstrap import Estimate
+from metastat.evaluate.predictions import prediction_frame
 from metastat.evaluate.splits import patient_kfold
 from metastat.evaluate.summary import compare, metrics_json
 from metastat.expression import checks
@@ -131,23 +130,13 @@ def _events(outcome: Outcome, mask: np.ndarray) -> int:
 
 
 def _meta(kind: str, seed: int, **extra: Any) -> dict[str, Any]:
-    import sklearn
-    import sksurv
-
-    return {
-        "kind": kind,
-        "seed": seed,
-        "metastat": __version__,
-        "signature_library": library_version(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "scikit-learn": sklearn.__version__,
-        "scikit-survival": sksurv.__version__,
-        "anndata": version("anndata"),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    return run_provenance(
+        kind=kind,
+        seed=seed,
+        signature_library=library_version(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
-    }
+    )
 
 
 def _estimator(
@@ -432,14 +421,16 @@ def _rows(
     repeat: int,
     fold: int,
 ) -> pd.DataFrame:
-    out = pred.reset_index(names="sample_id")
-    out.insert(1, "patient_id", patient_ids)
-    out.insert(2, "model", model)
-    out.insert(3, "repeat", repeat)
-    out.insert(4, "fold", fold)
-    for col in ("event", "time", "binary"):
-        out[col] = truth[col].to_numpy()
-    return out
+    """Validated rows of the predictions table for one model on one test fold."""
+    return prediction_frame(
+        pred,
+        truth[["event", "time", "binary"]],
+        sample_id=pred.index,
+        patient_id=patient_ids,
+        model=model,
+        repeat=repeat,
+        fold=fold,
+    )
 
 
 def external_validate(

@@ -14,15 +14,15 @@ patient without it gets the training-median risk and an empty ``modalities`` ent
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from metastat.clinical.encoder import ClinicalEncoder, Variable
-from metastat.core.calibration import median_cut
 from metastat.errors import InputError
-from metastat.expression.model import RiskModel, build_learner
+from metastat.expression.model import RiskModel
 from metastat.fusion.modalities import MultimodalSet
 from metastat.fusion.registry import get_modality
 
@@ -46,7 +46,8 @@ class StandardEncoder:
 
 
 class TabularRiskModel(RiskModel):
-    """A table encoder (clinical or standard) + linear head, with :class:`RiskModel` calibration."""
+    """A table encoder (clinical or standard) + linear head, with :class:`RiskModel` calibration
+    and contract (risk, probability, survival, explanation, bundle)."""
 
     def __init__(
         self,
@@ -61,41 +62,30 @@ class TabularRiskModel(RiskModel):
         super().__init__(model, task=task, horizon=horizon, seed=seed, n_interval=0)
         self.variables = variables
 
-    def fit(
-        self,
-        x: pd.DataFrame,
-        y: np.ndarray,
-        patient_ids: np.ndarray | None = None,
-        batch: Any = None,
-    ) -> TabularRiskModel:
-        has_time = not np.isnan(y["time"]).any()
+    def _fit_encoder(self, x: pd.DataFrame, batch: Any = None) -> pd.DataFrame:
         self.encoder_ = ClinicalEncoder(self.variables) if self.variables else StandardEncoder()
-        z = self.encoder_.fit_transform(x)
-        self.learner_ = build_learner(
-            self.model,
-            seed=self.seed,
-            signatures=(),
-            survival=has_time and self.model != "logistic",
-        )
-        self.learner_.fit(z.to_numpy(), y, patient_ids)
-        train_risk = self._risk(z)
-        self.risk_cut_ = median_cut(train_risk)
-        self.train_risk_quantiles_ = np.quantile(train_risk, np.linspace(0, 1, 101))
-        self._calibrate(np.asarray(self.learner_.oof_risk_, dtype=float), y, has_time)
-        return self
+        return self.encoder_.fit_transform(x)
 
-    def predict(self, x: pd.DataFrame, batch: Any = None, strict: bool = True) -> np.ndarray:
-        return self._risk(self.encoder_.transform(x))
+    def _encode(self, x: pd.DataFrame, batch: Any = None, strict: bool = True) -> pd.DataFrame:
+        return self.encoder_.transform(x)
 
     @property
-    def gene_coefficients(self) -> pd.Series | None:
-        """Weight of every encoded feature (clinical variable, tile-feature column) in the risk."""
-        coef = getattr(self.learner_, "coef_", None)
-        if coef is None:
-            return None
+    def feature_names(self) -> list[str]:
+        """Encoded feature names (clinical variable levels, table columns)."""
         enc = self.encoder_
-        names = enc.columns_ if isinstance(enc, StandardEncoder) else enc.feature_names_
-        return pd.Series(np.asarray(coef, float), index=names)
+        return list(enc.columns_ if isinstance(enc, StandardEncoder) else enc.feature_names_)
+
+    def save(self, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+        """Write a :mod:`metastat.core.bundle` folder (:mod:`metastat.fusion.persist_tabular`)."""
+        from metastat.fusion.persist_tabular import save_tabular
+
+        return save_tabular(self, path, info=info)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TabularRiskModel:
+        from metastat.fusion.persist_tabular import load_tabular
+
+        return load_tabular(path)
 
 
 def default_learner(data: MultimodalSet) -> str:

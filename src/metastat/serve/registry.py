@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from metastat.core.bundle import file_digests
 from metastat.core.provenance import sha256_file
 from metastat.errors import MetastatError, ModelError, UnknownNameError, did_you_mean
 
@@ -110,8 +111,8 @@ class Registry:
 def _version(manifest: dict[str, Any], weights: Path) -> str:
     if manifest.get("version"):
         return str(manifest["version"])
-    digest = manifest.get("sha256")
-    return str(digest if isinstance(digest, str) else sha256_file(weights))[:12]
+    digest = file_digests(manifest).get(weights.name) or sha256_file(weights)
+    return digest[:12]
 
 
 def family(folder: Path) -> Family | None:

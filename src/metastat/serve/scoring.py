@@ -332,7 +332,7 @@ def score_profiles(
     ok = [str(s) not in shifted or platform_free for s in x.index]
     scored = x[ok]
     pred = model.predict_frame(scored)
-    explanations = model.explain(scored, top=top)
+    explanations = model.explain_genes(scored, top=top)
     lo, hi, method = _interval(pred, model)
     prob = pred["prob"].to_numpy(dtype=float)
     rows: dict[str, dict[str, Any]] = {}
