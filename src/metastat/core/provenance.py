@@ -15,13 +15,19 @@ from typing import Any
 CHUNK = 1 << 20
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks (large weights files never sit in memory)."""
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file with any :mod:`hashlib` algorithm (``md5``, ``sha256`` ...), read in
+    1 MiB chunks (large slides and weights files never sit in memory)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    return file_digest(path, "sha256")
 
 
 def verify_sha256(path: str | os.PathLike[str], digest: str | None) -> bool:
