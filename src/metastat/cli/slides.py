@@ -156,7 +156,7 @@ def process(
         )
     except ValueError as exc:
         raise InputError(f"invalid option: {exc}") from exc
-    from metastat.slides.encoders import get_encoder_spec
+    from metastat.slides.encoder_registry import get_encoder_spec
 
     get_encoder_spec(encoder)  # fail fast on a misspelled encoder name
     _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress,
@@ -305,7 +305,7 @@ def info(
 @app.command()
 def encoders() -> None:
     """List the registered tile encoders."""
-    from metastat.slides.encoders import get_encoder_spec, list_encoders
+    from metastat.slides.encoder_registry import get_encoder_spec, list_encoders
 
     for name in list_encoders():
         s = get_encoder_spec(name)
