@@ -10,7 +10,7 @@ from contextlib import suppress
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 CHUNK = 1 << 20
 
@@ -22,6 +22,19 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK):
             h.update(block)
+    return h.hexdigest()
+
+
+def copy_with_digest(
+    src: IO[bytes], dest: str | os.PathLike[str], algorithm: str = "sha256"
+) -> str:
+    """Stream ``src`` into the file ``dest`` in 1 MiB chunks; returns the hex digest of what was
+    written (an upload is hashed while it is stored, never held in memory)."""
+    h = hashlib.new(algorithm)
+    with open(dest, "wb") as fh:
+        while block := src.read(CHUNK):
+            h.update(block)
+            fh.write(block)
     return h.hexdigest()
 
 
