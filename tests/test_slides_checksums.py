@@ -57,7 +57,7 @@ def test_manifest_md5_mismatch_fails_before_decode_and_match_is_verified(
     s = _by_id(out)
     a, b = s["A"], s["B"]
     assert (a["status"], a["error_type"], a["integrity"]) == (
-        "failed", "SlideIntegrityError", "unverified"
+        "failed", "SlideIntegrityError", "mismatch"
     )  # fmt: skip
     msg = a["message"]
     assert "slide 'A'" in msg and f"expected {bad}, found {good}" in msg

@@ -114,8 +114,8 @@ def attach_checksums(
 def verify_checksum(job: SlideJob, mode: ChecksumMode, result: SlideResult) -> None:
     """Check the slide file against its known digest before any decode.
 
-    Sets ``result.integrity`` to ``verified`` (digest matched) or ``unverified`` (none known,
-    or ``mode`` off); raises :class:`SlideIntegrityError` on a mismatch, or with ``require``
+    Sets ``result.integrity`` to ``verified`` (digest matched), ``mismatch`` or ``unverified``
+    (none known, or ``mode`` off); raises :class:`SlideIntegrityError` on a mismatch, or with ``require``
     when no digest is known.
     """
     result.integrity = "unverified"
@@ -132,6 +132,7 @@ def verify_checksum(job: SlideJob, mode: ChecksumMode, result: SlideResult) -> N
     algo, expected, where = job.checksum
     found = file_digest(job.path, algo)
     if found != expected:
+        result.integrity = "mismatch"
         shown = f"expected {expected}, found {found}" if not job.redact else "digests differ"
         raise SlideIntegrityError(
             f"slide '{job.slide_id}' is damaged or incomplete: its {algo} does not match "

@@ -37,8 +37,9 @@ class SlideResult:
     ``counts`` holds the problems found (``unreadable_tiles``, ``implausible_tiles``,
     ``decoder_warnings``, ``unreadable_thumbnail_blocks``); any non-zero count makes a finished
     slide ``degraded``. ``resumed`` is True when an earlier run's output was reused.
-    ``integrity`` is ``verified`` when the file matched its known checksum, else ``unverified``
-    (no checksum known: nothing is claimed about bits the decoders cannot see).
+    ``integrity`` is ``verified`` when the file matched its known checksum, ``mismatch`` when it
+    did not (the slide failed), else ``unverified`` (no checksum known: nothing is claimed
+    about bits the decoders cannot see).
     """
 
     slide_id: str
@@ -49,7 +50,7 @@ class SlideResult:
     seconds: float = 0.0
     error_type: str | None = None
     resumed: bool = False
-    integrity: Literal["verified", "unverified"] = "unverified"
+    integrity: Literal["verified", "unverified", "mismatch"] = "unverified"
     checksum: str | None = None  # "md5:<hex>" of the verified file
     feature_file: str | None = None
     coords_file: str | None = None
