@@ -115,8 +115,8 @@ def verify_checksum(job: SlideJob, mode: ChecksumMode, result: SlideResult) -> N
     """Check the slide file against its known digest before any decode.
 
     Sets ``result.integrity`` to ``verified`` (digest matched), ``mismatch`` or ``unverified``
-    (none known, or ``mode`` off); raises :class:`SlideIntegrityError` on a mismatch, or with ``require``
-    when no digest is known.
+    (none known, or ``mode`` off); raises :class:`SlideIntegrityError` on a mismatch, or with
+    ``require`` when no digest is known.
     """
     result.integrity = "unverified"
     if mode == "off":
