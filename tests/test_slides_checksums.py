@@ -121,3 +121,26 @@ def test_bad_digest_values_are_one_line_errors(tmp_path: Path) -> None:
     junk.write_text("hello world\n")
     with pytest.raises(InputError, match="neither a header"):
         read_checksum_manifest(junk)
+
+
+def test_invisible_bit_flip_is_done_unverified_without_digest_and_failed_with_one(
+    tmp_path: Path,
+) -> None:
+    """Byte 10 of CMU-1 is padding before the first tile: every backend decodes the flipped
+    file to identical pixels, so only the download's digest can tell."""
+    d = tmp_path / "slides"
+    d.mkdir()
+    blob = bytearray(SLIDE.read_bytes())
+    blob[10] ^= 1 << 4
+    (d / "flip-header.svs").write_bytes(bytes(blob))
+    out = tmp_path / "plain"
+    config = TileConfig(qc=False)  # with --verify: every tile read and checked
+    run_cohort(discover_slides(d), out, config, workers=0, progress=False)
+    s = _by_id(out)["flip-header"]
+    assert (s["status"], s["integrity"], s["counts"]) == ("done", "unverified", {})
+    (d / "flip-header.svs.md5").write_text(file_digest(SLIDE, "md5") + "\n")
+    out = tmp_path / "checked"
+    run_cohort(discover_slides(d), out, config, workers=0, progress=False)
+    s = _by_id(out)["flip-header"]
+    assert (s["status"], s["integrity"]) == ("failed", "mismatch")
+    assert "sidecar 'flip-header.svs.md5'" in s["message"]
