@@ -144,3 +144,15 @@ def test_invisible_bit_flip_is_done_unverified_without_digest_and_failed_with_on
     s = _by_id(out)["flip-header"]
     assert (s["status"], s["integrity"]) == ("failed", "mismatch")
     assert "sidecar 'flip-header.svs.md5'" in s["message"]
+
+
+def test_unknown_checksums_mode_is_a_usage_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    args = ["slides", "tile", str(SLIDE), "--out", str(tmp_path / "o"), "--checksums", "maybe"]
+    argv = ["metastat", *args]
+    code = f"import sys; from metastat.cli.main import main; sys.argv = {argv!r}; main()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "--checksums 'maybe' is not one of: auto, off, require" in r.stderr

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypedDict
+from typing import TYPE_CHECKING, Annotated, TypedDict, cast
 
 import typer
 
 from metastat.errors import InputError
 
 if TYPE_CHECKING:
+    from metastat.slides.checksums import ChecksumMode
     from metastat.slides.coords import TileConfig
     from metastat.slides.pipeline import ProcessConfig
     from metastat.slides.tiling import TilingConfig
@@ -152,7 +153,7 @@ def process(
             max_unreadable_fraction=max_unreadable_fraction,
             qc=qc,
             stain=stain_json,
-            checksums=checksums,
+            checksums=_checksum_mode(checksums),
         )
     except ValueError as exc:
         raise InputError(f"invalid option: {exc}") from exc
@@ -184,6 +185,14 @@ def _stain(stain: str, reference: Path | None) -> str | None:
             "well-stained tissue that every tile is normalised to"
         )
     return fit_stain_reference(name, reference).to_json()
+
+
+def _checksum_mode(value: str) -> ChecksumMode:
+    """``--checksums`` checked: auto, off or require."""
+    mode = value.lower()
+    if mode not in ("auto", "off", "require"):
+        raise InputError(f"--checksums {value!r} is not one of: auto, off, require")
+    return cast("ChecksumMode", mode)
 
 
 def _pseudonym_key(pseudonymise: bool) -> str | None:
@@ -273,7 +282,7 @@ def tile(
             verify=verify,
             max_unreadable_fraction=max_unreadable_fraction,
             qc=qc,
-            checksums=checksums,
+            checksums=_checksum_mode(checksums),
         )
     except ValueError as exc:
         raise InputError(f"invalid option: {exc}") from exc

@@ -77,15 +77,15 @@ def read_checksum_manifest(path: str | os.PathLike[str]) -> dict[str, Checksum]:
         return out
     for n, line in enumerate(lines, start=1):  # md5sum / sha256sum: "HEX  NAME" or "HEX *NAME"
         parts = line.split(maxsplit=1)
-        algo = next((a for a, k in ALGORITHMS.items() if len(parts[0]) == k), None)
-        if len(parts) != 2 or algo is None or not _HEX.match(parts[0]):
+        kind = next((a for a, k in ALGORITHMS.items() if len(parts[0]) == k), None)
+        if len(parts) != 2 or kind is None or not _HEX.match(parts[0]):
             raise InputError(
                 f"checksum manifest '{p}' line {n} is neither a header with 'filename' and "
                 "'md5'/'sha256' columns (a GDC manifest) nor 'HEX  NAME' (md5sum output): "
                 "fix the file or drop --checksum-manifest"
             )
         where = f"checksum file '{p.name}' line {n}"
-        out[Path(parts[1].strip().lstrip("*")).name] = (algo, parts[0].lower(), where)
+        out[Path(parts[1].strip().lstrip("*")).name] = (kind, parts[0].lower(), where)
     return out
 
 
