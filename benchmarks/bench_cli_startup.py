@@ -15,6 +15,9 @@ import sys
 CASES = {
     "metastat --help": "from metastat.cli.main import app; app(['--help'])",
     "metastat nosuch (usage error)": "from metastat.cli.main import app; app(['nosuch'])",
+    "metastat slides encoders (registry without torch)": (
+        "from metastat.cli.main import app; app(['slides', 'encoders'])"
+    ),
     "eager baseline: import every group, then --help": (
         "import importlib\n"
         "from metastat.cli.main import GROUPS, app\n"

@@ -113,3 +113,17 @@ def test_encode_rejects_wrong_input(default_encoder: TileEncoder) -> None:
     enc = default_encoder
     with pytest.raises(ValueError, match="uint8"):
         enc.encode(np.zeros((1, 224, 224, 3), np.float32))
+
+
+def test_listing_encoders_imports_neither_torch_nor_timm() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom metastat.cli.main import app\n"
+        "try:\n    app(['slides', 'encoders'])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', 'torch' in sys.modules, 'timm' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "efficientnet_lite0" in r.stdout and "dim  1280" in r.stdout, r.stdout + r.stderr
+    assert "LOADED False False" in r.stdout, r.stdout

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypedDict
+from typing import TYPE_CHECKING, Annotated, TypedDict, cast
 
 import typer
 
 from metastat.errors import InputError
 
 if TYPE_CHECKING:
+    from metastat.slides.checksums import ChecksumMode
     from metastat.slides.coords import TileConfig
     from metastat.slides.pipeline import ProcessConfig
     from metastat.slides.tiling import TilingConfig
@@ -48,6 +49,17 @@ SlideTimeout = Annotated[
     typer.Option(
         "--slide-timeout", min=1, help="Stop a slide after SECONDS and record it as failed."
     ),
+]
+Checksums = Annotated[
+    str,
+    typer.Option(
+        help="Check each slide file against its md5/sha256 before decoding: auto (where known), "
+        "off, or require (fail slides without one)."
+    ),
+]
+ChecksumManifest = Annotated[
+    Path | None,
+    typer.Option(help="GDC download manifest, CSV/TSV or md5sum output with each slide's digest."),
 ]
 Strict = Annotated[bool, typer.Option(help="Exit with 1 if any slide failed or was degraded.")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
@@ -117,6 +129,8 @@ def process(
         typer.Option(help="Image (PNG, JPEG, TIFF) of well-stained tissue to normalise to."),
     ] = None,
     slide_timeout: SlideTimeout = None,
+    checksums: Checksums = "auto",
+    checksum_manifest: ChecksumManifest = None,
     strict: Strict = False,
     progress: Progress = True,
 ) -> None:
@@ -139,13 +153,15 @@ def process(
             max_unreadable_fraction=max_unreadable_fraction,
             qc=qc,
             stain=stain_json,
+            checksums=_checksum_mode(checksums),
         )
     except ValueError as exc:
         raise InputError(f"invalid option: {exc}") from exc
-    from metastat.slides.encoders import get_encoder_spec
+    from metastat.slides.encoder_registry import get_encoder_spec
 
     get_encoder_spec(encoder)  # fail fast on a misspelled encoder name
-    _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress)
+    _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress,
+         checksum_manifest)  # fmt: skip
     typer.echo(
         f"features: {out / 'features'}  QC: {out / 'qc'}  summary: {out / 'run_summary.json'}"
     )
@@ -169,6 +185,14 @@ def _stain(stain: str, reference: Path | None) -> str | None:
             "well-stained tissue that every tile is normalised to"
         )
     return fit_stain_reference(name, reference).to_json()
+
+
+def _checksum_mode(value: str) -> ChecksumMode:
+    """``--checksums`` checked: auto, off or require."""
+    mode = value.lower()
+    if mode not in ("auto", "off", "require"):
+        raise InputError(f"--checksums {value!r} is not one of: auto, off, require")
+    return cast("ChecksumMode", mode)
 
 
 def _pseudonym_key(pseudonymise: bool) -> str | None:
@@ -197,11 +221,14 @@ def _run(
     slide_timeout: float | None,
     strict: bool,
     progress: bool,
+    checksum_manifest: Path | None = None,
 ) -> None:
     """Discover slides, run the cohort, print the one-line summary and each bad slide."""
     from metastat.slides.runner import discover_slides, run_cohort
 
-    jobs = discover_slides(source, mpp_fallback=mpp, pseudonym_key=key)
+    jobs = discover_slides(
+        source, mpp_fallback=mpp, pseudonym_key=key, checksum_manifest=checksum_manifest
+    )
     s = run_cohort(
         jobs, out, config, workers=workers, scheduler=scheduler, progress=progress,
         slide_timeout=slide_timeout,
@@ -238,6 +265,8 @@ def tile(
     max_unreadable_fraction: MaxUnreadable = 0.05,
     qc: Qc = True,
     slide_timeout: SlideTimeout = None,
+    checksums: Checksums = "auto",
+    checksum_manifest: ChecksumManifest = None,
     strict: Strict = False,
     progress: Progress = True,
 ) -> None:
@@ -253,10 +282,12 @@ def tile(
             verify=verify,
             max_unreadable_fraction=max_unreadable_fraction,
             qc=qc,
+            checksums=_checksum_mode(checksums),
         )
     except ValueError as exc:
         raise InputError(f"invalid option: {exc}") from exc
-    _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress)
+    _run(source, out, config, mpp, key, workers, scheduler, slide_timeout, strict, progress,
+         checksum_manifest)  # fmt: skip
     typer.echo(
         f"coordinates: {out / 'coords'}  tissue: {out / 'tissue'}  QC: {out / 'qc'}  "
         f"summary: {out / 'run_summary.json'}"
@@ -283,7 +314,7 @@ def info(
 @app.command()
 def encoders() -> None:
     """List the registered tile encoders."""
-    from metastat.slides.encoders import get_encoder_spec, list_encoders
+    from metastat.slides.encoder_registry import get_encoder_spec, list_encoders
 
     for name in list_encoders():
         s = get_encoder_spec(name)

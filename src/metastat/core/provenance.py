@@ -10,18 +10,37 @@ from contextlib import suppress
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 CHUNK = 1 << 20
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks (large weights files never sit in memory)."""
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file with any :mod:`hashlib` algorithm (``md5``, ``sha256`` ...), read in
+    1 MiB chunks (large slides and weights files never sit in memory)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def copy_with_digest(
+    src: IO[bytes], dest: str | os.PathLike[str], algorithm: str = "sha256"
+) -> str:
+    """Stream ``src`` into the file ``dest`` in 1 MiB chunks; returns the hex digest of what was
+    written (an upload is hashed while it is stored, never held in memory)."""
+    h = hashlib.new(algorithm)
+    with open(dest, "wb") as fh:
+        while block := src.read(CHUNK):
+            h.update(block)
+            fh.write(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    return file_digest(path, "sha256")
 
 
 def verify_sha256(path: str | os.PathLike[str], digest: str | None) -> bool:

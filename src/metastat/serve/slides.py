@@ -11,7 +11,6 @@ macro images are never read).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from typing import IO, Any, Literal
 
 import pandas as pd
 
+from metastat.core.provenance import copy_with_digest
 from metastat.errors import InputError, MetastatError, UnknownNameError
 from metastat.serve.audit import AuditLog
 from metastat.serve.deepzoom import DeepZoom
@@ -110,12 +110,7 @@ class SlideService:
         """An uploaded slide, stored under its content pseudonym (the file name is not kept)."""
         suffix = _check_suffix(filename or "")
         tmp = self.out / "uploads" / f".{uuid.uuid4().hex}.part"
-        digest = hashlib.sha256()
-        with open(tmp, "wb") as fh:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-                fh.write(chunk)
-        slide_id = pseudonym(self._key, "sl", digest.hexdigest())
+        slide_id = pseudonym(self._key, "sl", copy_with_digest(stream, tmp))
         final = self.out / "uploads" / f"{slide_id}{suffix}"
         tmp.replace(final)
         try:
@@ -221,9 +216,9 @@ class SlideService:
             return None
         with self._lock:
             if self._client is None:
-                from metastat.slides.distributed import _client
+                from metastat.slides.distributed import dask_client
 
-                self._client, _ = _client(self.settings.scheduler)
+                self._client, _ = dask_client(self.settings.scheduler)
             return self._client
 
     def _process(self, job: Job, record: SlideRecord, entry: ModelEntry | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from metastat.atomic import atomic_path, atomic_write
+from metastat.slides.checksums import ChecksumMode
 from metastat.slides.errors import NoTissueError
 from metastat.slides.extract import verify_grid
 from metastat.slides.integrity import DecodeLog, capture_decoder_reports, judge
@@ -47,6 +48,7 @@ class TileConfig(BaseModel):
     max_unreadable_fraction: float = Field(0.05, ge=0, le=1)
     qc: bool = True
     qc_max_px: int = Field(1200, ge=128)
+    checksums: ChecksumMode = Field("auto", description="check slide files against digests")
 
     def fingerprint(self) -> str:
         """Hash of the settings that determine the coordinates."""

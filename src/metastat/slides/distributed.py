@@ -11,7 +11,10 @@ from metastat.slides.execute import run_slide
 from metastat.slides.results import SlideJob, SlideResult, failed
 
 
-def _client(scheduler: Any) -> tuple[Any, bool]:
+def dask_client(scheduler: Any) -> tuple[Any, bool]:
+    """A Dask ``Client`` for ``scheduler`` (an address or a Client) and whether the caller owns
+    it (must close it); a missing ``distributed`` or an unreachable scheduler is a one-line
+    :class:`~metastat.errors.InputError`."""
     try:
         from distributed import Client
     except ImportError as exc:
@@ -45,7 +48,7 @@ def run_dask(
     """
     from distributed import as_completed
 
-    client, owned = _client(scheduler)
+    client, owned = dask_client(scheduler)
     try:
         futures = {
             client.submit(

@@ -13,6 +13,10 @@ class SlideOpenError(SlideError, InputError):
     """A slide file cannot be opened: missing, truncated, corrupt or an unsupported format."""
 
 
+class SlideIntegrityError(SlideError, InputError):
+    """A slide file does not match its known checksum (or none is known but one is required)."""
+
+
 class SlideReadError(SlideError):
     """A region of an opened slide cannot be read (e.g. a corrupt tile mid-slide)."""
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metastat.errors import MetastatError
+from metastat.slides.checksums import verify_checksum
 from metastat.slides.errors import SlideLockedError, SlideTimeoutError
 from metastat.slides.results import SlideJob, SlideResult
 
@@ -120,12 +121,13 @@ def run_slide(
     t0 = time.perf_counter()
     result = SlideResult(job.slide_id, "done")
     try:
-        with slide_lock(out, job.slide_id):
+        with slide_lock(out, job.slide_id), time_limit(timeout, job.slide_id):
+            verify_checksum(job, config.checksums, result)  # before any decode
             previous = resume(out, job.slide_id, config.fingerprint())
             if previous is not None:
+                previous.integrity, previous.checksum = result.integrity, result.checksum
                 return previous
-            with time_limit(timeout, job.slide_id):
-                body(result)
+            body(result)
     except MetastatError as exc:
         result.fail(type(exc).__name__, _redact(str(exc), job))
     except Exception as exc:  # a bug or an unexpected backend failure: record, don't stop

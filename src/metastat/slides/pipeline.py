@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from metastat import __version__
 from metastat.core.provenance import weights_digest
+from metastat.slides.checksums import ChecksumMode
 from metastat.slides.coords import no_tissue, plan_slide, qc_path, record_problems
 from metastat.slides.encoders import TileEncoder, create_encoder
 from metastat.slides.extract import embed_grid
@@ -54,6 +55,7 @@ class ProcessConfig(BaseModel):
     )
     qc: bool = True
     qc_max_px: int = Field(1600, ge=128)
+    checksums: ChecksumMode = Field("auto", description="check slide files against digests")
     stain: str | None = Field(
         None, description="fitted stain normaliser as JSON (StainNormaliser.to_json); None: off"
     )

@@ -14,6 +14,8 @@ from typing import Any, Literal
 #: ``counts`` and ``message``); ``failed``: no output (see ``error_type`` and ``message``).
 Status = Literal["done", "degraded", "failed"]
 STATUSES: tuple[Status, ...] = ("done", "degraded", "failed")
+#: An expected file digest: (algorithm, lower-case hex, where it came from).
+Checksum = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class SlideJob:
     mpp_override: float | None = None  # wins over the metadata
     mpp_fallback: float | None = None  # used only when the metadata has none
     redact: tuple[str, ...] = ()  # strings removed from messages (original names)
+    checksum: Checksum | None = None  # expected digest (manifest, GDC manifest or sidecar)
 
 
 @dataclass
@@ -34,6 +37,9 @@ class SlideResult:
     ``counts`` holds the problems found (``unreadable_tiles``, ``implausible_tiles``,
     ``decoder_warnings``, ``unreadable_thumbnail_blocks``); any non-zero count makes a finished
     slide ``degraded``. ``resumed`` is True when an earlier run's output was reused.
+    ``integrity`` is ``verified`` when the file matched its known checksum, ``mismatch`` when it
+    did not (the slide failed), else ``unverified`` (no checksum known: nothing is claimed
+    about bits the decoders cannot see).
     """
 
     slide_id: str
@@ -44,6 +50,8 @@ class SlideResult:
     seconds: float = 0.0
     error_type: str | None = None
     resumed: bool = False
+    integrity: Literal["verified", "unverified", "mismatch"] = "unverified"
+    checksum: str | None = None  # "md5:<hex>" of the verified file
     feature_file: str | None = None
     coords_file: str | None = None
     geojson_file: str | None = None

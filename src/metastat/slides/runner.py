@@ -62,11 +62,13 @@ def discover_slides(
     *,
     mpp_fallback: float | None = None,
     pseudonym_key: str | None = None,
+    checksum_manifest: str | os.PathLike[str] | None = None,
 ) -> list[SlideJob]:
     """Slides of a folder (by extension, not recursive), a manifest CSV/TSV, or one file.
 
     A manifest has a ``path`` column (relative paths are relative to the manifest), and may have
-    ``slide_id`` and ``mpp`` (a per-slide µm/px override) columns.
+    ``slide_id``, ``mpp`` (a per-slide µm/px override) and ``md5`` / ``sha256`` columns. Known
+    digests (see :mod:`metastat.slides.checksums`) are attached to the jobs.
     """
     src = Path(source)
     if src.is_dir():
@@ -97,11 +99,17 @@ def discover_slides(
             f"duplicate slide ids {dupes[:5]} in '{src}': outputs are named by slide id; give "
             "each slide a unique 'slide_id' column in a manifest or rename the files"
         )
-    return jobs
+    from metastat.slides.checksums import attach_checksums
+
+    return attach_checksums(jobs, checksum_manifest)
 
 
 def _read_manifest(path: Path, fallback: float | None, key: str | None) -> list[SlideJob]:
+    import dataclasses
+
     import pandas as pd
+
+    from metastat.slides.checksums import ALGORITHMS, parse_digest
 
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
@@ -127,7 +135,12 @@ def _read_manifest(path: Path, fallback: float | None, key: str | None) -> list[
             raise InputError(
                 f"manifest '{path}' line {row_no}: mpp {mpp!r} is not a number (µm/px, e.g. 0.25)"
             ) from exc
-        jobs.append(_job(p, sid, mpp_val, fallback, key))
+        job = _job(p, sid, mpp_val, fallback, key)
+        where = f"manifest '{path.name}' line {row_no}"
+        digest = next(
+            (d for a in ALGORITHMS if (d := parse_digest(a, getattr(row, a, None), where))), None
+        )
+        jobs.append(dataclasses.replace(job, checksum=digest) if digest else job)
     return jobs
 
 

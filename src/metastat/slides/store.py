@@ -19,7 +19,6 @@ marker is never listed as complete. CLAM (``features``/``coords``) and TRIDENT
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ import numpy as np
 
 from metastat import __version__
 from metastat.atomic import atomic_path, atomic_write
+from metastat.core.provenance import sha256_file
 from metastat.slides.errors import FeatureStoreError
 
 FORMAT = "metastat-features/1"
@@ -71,14 +71,6 @@ class FeatureBag:
 def marker_path(path: Path) -> Path:
     """Success-marker path of a feature file."""
     return path.with_name(path.name + MARKER_SUFFIX)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_features(
@@ -122,7 +114,7 @@ def write_features(
         "format": FORMAT,
         "file": out.name,
         "size_bytes": out.stat().st_size,
-        "sha256": _sha256(out),
+        "sha256": sha256_file(out),
         "n_tiles": int(coords.shape[0]),
         "fingerprint": fingerprint,
         "metastat_version": __version__,
@@ -157,7 +149,7 @@ def is_complete(
         return False
     if fingerprint is not None and record.get("fingerprint") != fingerprint:
         return False
-    return not verify or record.get("sha256") == _sha256(p)
+    return not verify or record.get("sha256") == sha256_file(p)
 
 
 def list_bags(directory: str | os.PathLike[str], *, include_external: bool = False) -> list[Path]:
