@@ -62,7 +62,10 @@ def test_train_predict_heatmap_report(tmp_path: Path) -> None:
             str(out),
         ]
     )
-    assert (out / "model" / "model.safetensors").is_file()
+    assert (out / "model" / "weights.safetensors").is_file()
+    assert json.loads((out / "model" / "manifest.json").read_text())["format"].startswith(
+        "metastat.mil."
+    )
     assert (out / "cv" / "report.html").stat().st_size > 10_000
     pred = pd.read_csv(out / "cv" / "predictions.csv")
     assert set(pred["repeat"]) == {0, 1} and pred["patient_id"].nunique() == 12

@@ -117,10 +117,29 @@ def _checkpoint(tmp_path: Path, dim: int, encoder: str | None, name: str = "abmi
     )
 
 
+def _legacy(ck: Path) -> Path:
+    """Rewrite a checkpoint folder in the earlier layout (mil.json + model.safetensors)."""
+    from safetensors.torch import save_file
+
+    loaded = load_checkpoint(ck)
+    meta = {k: v for k, v in loaded.meta.items() if k != "sha256"} | {"format": "metastat-mil/1"}
+    meta["head"] = loaded.head.to_dict()
+    for f in ck.iterdir():
+        f.unlink()
+    save_file(
+        {k: v.contiguous() for k, v in loaded.model.state_dict().items()},
+        str(ck / "model.safetensors"),
+    )
+    (ck / "mil.json").write_text(json.dumps(meta))
+    return ck
+
+
 def test_checkpoint_round_trip_is_safetensors(tmp_path: Path) -> None:
     path = _checkpoint(tmp_path, 512, "conch", name="transmil")
-    assert sorted(p.name for p in path.iterdir()) == ["mil.json", "model.safetensors"]
-    assert json.loads((path / "mil.json").read_text())["encoder"] == "conch"
+    files = ["arrays.safetensors", "manifest.json", "weights.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == files
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["encoder"] == "conch" and manifest["format"] == "metastat.mil.model/1"
     ck = load_checkpoint(path)
     bag = load_bag(REAL_BAGS[0]).features
     p1 = outputs(predict_logits(ck.model, [bag]), ck.head)
@@ -175,7 +194,7 @@ def test_platt_calibration_stays_finite_on_separable_validation() -> None:
 
 def test_checkpoint_from_before_the_registry_loads(tmp_path: Path) -> None:
     """Old checkpoints stored flat hyper-parameters (clam_k, ...): they still load."""
-    ck = _checkpoint(tmp_path, 8, None, name="clam_sb")
+    ck = _legacy(_checkpoint(tmp_path, 8, None, name="clam_sb"))
     meta = json.loads((ck / "mil.json").read_text())
     meta["spec"] = {"in_dim": 8, "n_out": 2, "hidden_dim": 32, "attention_dim": 16,
                     "dropout": 0.25, "n_heads": 4, "n_layers": 2, "clam_k": 8,
@@ -186,15 +205,17 @@ def test_checkpoint_from_before_the_registry_loads(tmp_path: Path) -> None:
 
 
 def test_train_checkpoint_and_estimator_bundle_load_alike(tmp_path: Path) -> None:
-    """A `mil train` folder (mil.json) loads as a MILRiskModel; an estimator bundle loads
-    through load_checkpoint (so `mil predict` / `mil heatmap` take either)."""
+    """A `mil train` folder of an earlier version (mil.json) loads as a MILRiskModel, with the
+    same probabilities as the bundle; an estimator bundle loads through load_checkpoint (so
+    `mil predict` / `mil heatmap` take either)."""
     from metastat.data.target import Target
     from metastat.mil.estimator import MILRiskModel
 
     bag = load_bag(REAL_BAGS[0]).features
-    old = load_checkpoint(_checkpoint(tmp_path, 512, "efficientnet_lite0"))
+    new = load_checkpoint(_checkpoint(tmp_path, 512, "efficientnet_lite0"))
+    ref = outputs(predict_logits(new.model, [bag]), new.head)
+    old = load_checkpoint(_legacy(new.path))  # type: ignore[arg-type]
     est = MILRiskModel.load(old.path)  # type: ignore[arg-type]
-    ref = outputs(predict_logits(old.model, [bag]), old.head)
     assert est.kind == "binary" and est.predict_probability([bag])[0] == ref["prob"].iloc[0]
     rng = np.random.default_rng(0)
     bags = [rng.normal(size=(int(rng.integers(5, 12)), 8)).astype(np.float32) for _ in range(24)]

@@ -122,8 +122,8 @@ def test_each_family_is_listed_by_its_own_endpoint(portal: dict[str, Any]) -> No
     assert client.get("/api/models/fused").status_code == 404
     # versions: the manifest's digest, else the weights' (core.provenance)
     reg = load_registry(models)
-    assert reg.models["mil"].version == sha256_file(models / "mil" / "model.safetensors")[:12]
-    assert reg.models["expr"].version == reg.models["expr"].manifest["sha256"][:12]
+    assert reg.models["mil"].version == sha256_file(models / "mil" / "weights.safetensors")[:12]
+    assert reg.models["expr"].version == sha256_file(models / "expr" / "arrays.safetensors")[:12]
     assert sorted(reg.fusion) == ["broken-fusion", "fused", "fused8", "neural"]
 
 

@@ -63,11 +63,6 @@ class MultimodalSet:
         return len(self.patient_ids)
 
     @property
-    def ids(self) -> np.ndarray:
-        """Deprecated alias of :attr:`patient_ids` (the vocabulary's patient key)."""
-        return self.patient_ids
-
-    @property
     def modalities(self) -> list[str]:
         """Modalities present for at least one patient (registry order)."""
         return [m for m in self.present if bool(self.present[m].any())]

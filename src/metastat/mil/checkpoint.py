@@ -1,12 +1,9 @@
 """Checkpoints: weights as safetensors + a JSON config (model, head, calibration, encoder).
 
-Two layouts, both without pickle, both read by :func:`load_checkpoint`:
-
-- a :mod:`metastat.core.bundle` folder (``manifest.json``, ``weights.safetensors``,
-  ``arrays.safetensors``; format ``metastat.mil.model/1``), written by :func:`save_bundle` (the
-  :class:`~metastat.mil.estimator.MILRiskModel` bundle);
-- the folder of ``metastat mil train`` (``model.safetensors`` + ``mil.json``, format
-  ``metastat-mil/1``), written by :func:`save_checkpoint` and read by the portal.
+Written as a :mod:`metastat.core.bundle` folder (``manifest.json``, ``weights.safetensors``,
+``arrays.safetensors``; format ``metastat.mil.model/1``) by :func:`save_checkpoint` (``metastat
+mil train``) and :func:`save_bundle` (the :class:`~metastat.mil.estimator.MILRiskModel`). Folders
+of earlier versions (``model.safetensors`` + ``mil.json``, format ``metastat-mil/1``) still load.
 
 Loading checks the feature dimension and the encoder of the bags against the checkpoint.
 """
@@ -19,18 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from metastat.atomic import atomic_path, atomic_write
 from metastat.core.bundle import MANIFEST, read_bundle, write_bundle
 from metastat.core.calibration import Calibrator
-from metastat.core.provenance import run_provenance
 from metastat.errors import ModelError
 from metastat.mil.infer import Head
 from metastat.mil.models import ModelSpec, build_model, resolve_params
 
-WEIGHTS, META = "model.safetensors", "mil.json"
+WEIGHTS, META = "model.safetensors", "mil.json"  # the earlier layout (read only)
 FORMAT = "metastat-mil/1"
 BUNDLE_FORMAT = "metastat.mil.model/1"
 CALIBRATION = "calibration."  # prefix of the calibration arrays in a bundle
@@ -76,23 +71,9 @@ def save_checkpoint(
     encoder: str | None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model.safetensors`` and ``mil.json`` into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "model": name})
-    meta = {
-        "format": FORMAT,
-        "model": name,
-        "spec": asdict(spec),
-        "head": head.to_dict(),
-        "encoder": encoder,
-        **run_provenance(),
-        **(extra or {}),
-    }
-    atomic_write(out / META, json.dumps(meta, indent=2, default=str))
-    return out
+    """Write a trained MIL model into ``out_dir`` as a :mod:`metastat.core.bundle` folder
+    (``extra``: run information recorded in the manifest)."""
+    return save_bundle(out_dir, Checkpoint(name, model, spec, head, encoder, {}), info=extra)
 
 
 def _spec(name: str, raw: dict[str, Any]) -> ModelSpec:

@@ -77,7 +77,7 @@ def build_demo(models_dir: Path, *, run: bool = True, mil: bool = True) -> Path:
             build_expression_model(models_dir / EXPRESSION_NAME)
         if run and not (models_dir / RUN_NAME / "run.json").exists():
             build_run(models_dir / RUN_NAME)
-        if mil and not (models_dir / MIL_NAME / "mil.json").exists():
+        if mil and not (models_dir / MIL_NAME / "manifest.json").exists():
             build_mil_checkpoint(models_dir / MIL_NAME)
     return models_dir
 

@@ -6,7 +6,8 @@ from the ``format`` its manifest declares (:data:`FAMILIES`):
 
 * ``manifest.json`` of format ``metastat.expression.*`` -> an expression model (``/api/models``,
   modality ``expression``);
-* ``mil.json`` (format ``metastat-mil/*``) -> a MIL checkpoint (``/api/models``, modality
+* ``manifest.json`` of format ``metastat.mil.*`` (``metastat mil train``; earlier versions:
+  ``mil.json`` of format ``metastat-mil/*``) -> a MIL checkpoint (``/api/models``, modality
   ``slide``);
 * ``manifest.json`` of format ``metastat.fusion.*`` (``metastat fusion fit``) -> a fusion model,
   only recorded here and loaded on first use by :mod:`metastat.serve.routes_fusion`
@@ -37,6 +38,7 @@ RUN_FILES = ("predictions.csv", "metrics.json", "run.json")
 #: format prefix of a model folder's manifest -> its family
 FAMILIES: dict[str, Family] = {
     "metastat.expression.": "expression",
+    "metastat.mil.": "slide",
     "metastat-mil/": "slide",
     "metastat.fusion.": "fusion",
 }
@@ -137,12 +139,13 @@ def _load_entry(folder: Path, fam: Family) -> ModelEntry:
         return ModelEntry(
             folder.name, _version(manifest, folder / ARRAYS), "expression", manifest, model, folder
         )
-    from metastat.mil.checkpoint import WEIGHTS, load_checkpoint
+    from metastat.core.bundle import WEIGHTS
+    from metastat.mil.checkpoint import META, load_checkpoint
+    from metastat.mil.checkpoint import WEIGHTS as LEGACY_WEIGHTS
 
     ckpt = load_checkpoint(folder)
-    return ModelEntry(
-        folder.name, _version(ckpt.meta, folder / WEIGHTS), "slide", ckpt.meta, ckpt, folder
-    )
+    weights = folder / (LEGACY_WEIGHTS if (folder / META).exists() else WEIGHTS)
+    return ModelEntry(folder.name, _version(ckpt.meta, weights), "slide", ckpt.meta, ckpt, folder)
 
 
 def load_registry(models_dir: Path) -> Registry:
