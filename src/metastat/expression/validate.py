@@ -342,16 +342,8 @@ def cross_validate(
         )
     )
     fit_s = time.perf_counter() - t0
-    status(f"bootstrap CIs ({n_boot} patient resamples)")
-    metrics = compare(
-        predictions,
-        primary=model,
-        baseline=label,
-        horizon=outcome.horizon,
-        surv_times=ctx["surv_times"],
-        n_boot=n_boot,
-        seed=seed,
-        progress=progress,
+    metrics = _compare(
+        predictions, model, label, outcome, ctx["surv_times"], n_boot, seed, progress
     )
     notes += checks.emit(_metric_notes(metrics, outcome))
     meta = _meta(
@@ -381,6 +373,30 @@ def cross_validate(
     )
     return EvaluationResult(
         model, label, outcome, predictions, metrics, meta, gene_importance(coefs)
+    )
+
+
+def _compare(
+    predictions: pd.DataFrame,
+    model: str,
+    label: str,
+    outcome: Outcome,
+    surv_times: np.ndarray | None,
+    n_boot: int,
+    seed: int,
+    progress: bool,
+) -> dict[str, Estimate]:
+    """The model's metrics, the comparator's and their paired differences, with bootstrap CIs."""
+    status(f"bootstrap CIs ({n_boot} patient resamples)")
+    return compare(
+        predictions,
+        primary=model,
+        baseline=label,
+        horizon=outcome.horizon,
+        surv_times=surv_times,
+        n_boot=n_boot,
+        seed=seed,
+        progress=progress,
     )
 
 
@@ -547,17 +563,7 @@ def external_validate(
         )
     )
     fit_s = time.perf_counter() - t0
-    status(f"bootstrap CIs ({n_boot} patient resamples)")
-    metrics = compare(
-        predictions,
-        primary=model,
-        baseline=label,
-        horizon=out_tr.horizon,
-        surv_times=surv_times,
-        n_boot=n_boot,
-        seed=seed,
-        progress=progress,
-    )
+    metrics = _compare(predictions, model, label, out_tr, surv_times, n_boot, seed, progress)
     notes += checks.emit(_metric_notes(metrics, out_tr))
     meta = _meta(
         "external",

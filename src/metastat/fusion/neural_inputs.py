@@ -70,6 +70,8 @@ def _dense(values: np.ndarray, has: np.ndarray, width: int) -> torch.Tensor:
 class TableInput:
     """A numeric table, standardised (NaN -> training mean)."""
 
+    encoder: StandardEncoder
+
     def fit(self, data: MultimodalSet, m: str, s: Settings) -> TableInput:
         self.encoder = StandardEncoder().fit(data.features(m)[data.has(m)])
         return self
@@ -97,8 +99,10 @@ class TableInput:
         return out
 
 
-class ClinicalInput:
+class ClinicalInput(TableInput):
     """Typed clinical variables (:class:`~metastat.clinical.encoder.ClinicalEncoder`)."""
+
+    encoder: ClinicalEncoder  # type: ignore[assignment]  # narrower than the base's
 
     def fit(self, data: MultimodalSet, m: str, s: Settings) -> ClinicalInput:
         self.encoder = ClinicalEncoder(data.variables).fit(data.features(m)[data.has(m)])
@@ -107,12 +111,6 @@ class ClinicalInput:
     @property
     def width(self) -> int:
         return len(self.encoder.feature_names_)
-
-    def tensors(
-        self, data: MultimodalSet, m: str, has: np.ndarray, rng: np.random.Generator
-    ) -> dict[str, torch.Tensor]:
-        z = self.encoder.transform(data.features(m)[has]).to_numpy() if has.any() else None
-        return {m: _dense(z, has, self.width)}  # type: ignore[arg-type]
 
     def state(self, arrays: Arrays, key: str) -> dict[str, Any]:
         return {"encoder": self.encoder.to_dict()}

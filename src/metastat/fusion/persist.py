@@ -9,13 +9,12 @@ and, for a gene-expression branch, a sub-folder named after the modality in the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metastat.core.bundle import read_bundle, write_bundle
+from metastat.core.bundle import MANIFEST, read_bundle, read_manifest, write_bundle
 from metastat.core.calibration import Calibrator
 from metastat.errors import ModelError
 from metastat.expression.persist import load_model, save_model
@@ -25,7 +24,6 @@ from metastat.fusion.unimodal import TabularRiskModel, UnimodalModel
 
 FORMAT = "metastat.fusion.late/2"
 FORMATS = (FORMAT, "metastat.fusion.late/1")  # /1: the array checksum as a string
-MANIFEST = "manifest.json"
 
 
 def save_late(model: LateFusion, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
@@ -78,10 +76,7 @@ def save_fusion(model: Any, path: str | Path, *, info: dict[str, Any] | None = N
 def load_fusion(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """Load a late or neural fusion model directory; returns the model and its manifest."""
     mf = Path(path) / MANIFEST
-    try:
-        manifest = json.loads(mf.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not a readable metastat fusion model ({exc}).") from exc
+    manifest = read_manifest(path)
     if manifest.get("format") in FORMATS:
         return load_late(path)
     from metastat.fusion.persist_neural import FORMAT as NEURAL

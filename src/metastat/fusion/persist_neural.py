@@ -25,7 +25,7 @@ SETTINGS = (
 
 
 def _kind(inp: Input) -> str:
-    return next(k for k, cls in INPUTS.items() if isinstance(inp, cls))
+    return next(k for k, cls in INPUTS.items() if type(inp) is cls)
 
 
 def save_neural(

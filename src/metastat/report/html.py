@@ -122,10 +122,6 @@ def write_report(run_dir: str | Path, out: str | Path, *, pdf: bool = False) -> 
     atomic_write(out, html)
     if pdf:
         _write_pdf(out.with_suffix(".pdf"), ctx, figs)
-    import matplotlib.pyplot as plt
-
-    for _, fig in figs:
-        plt.close(fig)
     return out
 
 

@@ -1,12 +1,9 @@
 """Matplotlib figures of a predictions table: ROC, Kaplan-Meier, calibration, decision curve,
-importance. Each function returns a Figure; callers decide where it goes."""
+importance. Each function returns a Figure; callers decide where it goes. Figures are built
+without pyplot, so nothing is kept in a global registry (a long-running portal leaks none)."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -31,7 +28,8 @@ def roc_figure(pred: pd.DataFrame) -> Figure | None:
     """ROC curves of every model on the binary truth (first CV repeat)."""
     if not pred["binary"].notna().any():
         return None
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    fig = Figure(figsize=(4.5, 4.2))
+    ax = fig.subplots()
     for color, m in zip(COLORS, _models(pred), strict=False):
         d = _of(pred, m)
         d = d[d["binary"].notna()]
@@ -74,7 +72,7 @@ def km_figure(pred: pd.DataFrame, model: str, time_unit: str | None = None) -> F
         return None
     ev, tm = d["event"].to_numpy(bool), d["time"].to_numpy(float)
     high = d["high_risk"].to_numpy(bool)
-    fig = plt.figure(figsize=(5.4, 5.0))
+    fig = Figure(figsize=(5.4, 5.0))
     gs = fig.add_gridspec(2, 1, height_ratios=(4.2, 1), hspace=0.3)
     ax, tab = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     groups = [
@@ -151,7 +149,7 @@ def calibration_figure(pred: pd.DataFrame) -> Figure | None:
     distribution of predictions below."""
     if not pred["binary"].notna().any() or pred["prob"].isna().all():
         return None
-    fig = plt.figure(figsize=(5.0, 5.0))
+    fig = Figure(figsize=(5.0, 5.0))
     gs = fig.add_gridspec(2, 1, height_ratios=(4, 1), hspace=0.08)
     ax, hist = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     for color, m in zip(COLORS, _models(pred), strict=False):
@@ -194,7 +192,8 @@ def decision_curve_figure(pred: pd.DataFrame) -> Figure | None:
     if not pred["binary"].notna().any() or pred["prob"].isna().all():
         return None
     thresholds = np.linspace(0.02, 0.8, 60)
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    fig = Figure(figsize=(5, 4.2))
+    ax = fig.subplots()
     first = None
     for color, m in zip(COLORS, _models(pred), strict=False):
         d = _of(pred, m)
@@ -226,7 +225,8 @@ def decision_curve_figure(pred: pd.DataFrame) -> Figure | None:
 def importance_figure(importance: pd.DataFrame, top: int = 20) -> Figure:
     """Top genes by mean standardised weight (bars) with the fraction of folds selecting them."""
     d = importance.head(top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(5.5, 0.25 * len(d) + 1.2))
+    fig = Figure(figsize=(5.5, 0.25 * len(d) + 1.2))
+    ax = fig.subplots()
     colors = [COLORS[0] if v > 0 else COLORS[1] for v in d["mean_weight"]]
     ax.barh(d.index.astype(str), d["mean_weight"], xerr=d.get("sd_weight"), color=colors)
     ax.axvline(0, color="black", lw=0.8)
