@@ -86,11 +86,13 @@ def no_survival(model: object) -> ModelError:
 def top_contributions(
     sample_ids: Any, names: Any, contributions: np.ndarray, top: int
 ) -> list[Explanation]:
-    """Per row of ``contributions`` (samples x features), the ``top`` features by |value|."""
+    """Per row of ``contributions`` (samples x features), the ``top`` features by |value|; NaN
+    means the feature does not apply to that sample (e.g. a modality it lacks) and is left out."""
     c = np.asarray(contributions, dtype=float)
     out: list[Explanation] = []
     for i, sid in enumerate(sample_ids):
-        order = np.argsort(-np.abs(np.nan_to_num(c[i])), kind="stable")[:top]
+        order = np.argsort(-np.abs(np.nan_to_num(c[i])), kind="stable")
+        order = order[np.isfinite(c[i, order])][:top]
         feats: list[Contribution] = [
             {"feature": str(names[j]), "contribution": float(c[i, j])} for j in order
         ]

@@ -326,10 +326,8 @@ class NeuralFusion:
         for j, m in enumerate(mods):
             has = data.has(m)
             delta[has, j] = (risk - self.predict_risk(data.without(m)))[has]
-        out = top_contributions(data.patient_ids, mods, delta, top)
-        for e in out:  # modalities a patient lacks contribute nothing
-            e["features"] = [f for f in e["features"] if np.isfinite(f["contribution"])]
-        return out
+        # modalities a patient lacks (NaN) contribute nothing
+        return top_contributions(data.patient_ids, mods, delta, top)
 
     def save(self, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
         """:func:`metastat.fusion.persist_neural.save_neural` (a core bundle)."""

@@ -205,10 +205,8 @@ class LateFusion:
             if subset is not None:
                 cols = [mods.index(m) for m in subset]
                 terms[i, cols] = self.stackers_[subset].coef_ * row[cols]
-        out = top_contributions(data.patient_ids, mods, terms, top)
-        for e in out:  # modalities outside the patient's stacker contribute nothing
-            e["features"] = [f for f in e["features"] if np.isfinite(f["contribution"])]
-        return out
+        # modalities outside the patient's stacker (NaN) contribute nothing
+        return top_contributions(data.patient_ids, mods, terms, top)
 
     def save(self, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
         """:func:`metastat.fusion.persist.save_late`."""
