@@ -47,3 +47,17 @@ def test_run_provenance_records_versions_and_extra():
     meta = run_provenance(seed=3)
     assert {"metastat", "python", "numpy", "pandas", "scikit-learn", "platform"} <= set(meta)
     assert meta["seed"] == 3
+
+
+def test_settings_digest_is_the_sorted_json_fingerprint() -> None:
+    """One fingerprint for slide tiling, feature extraction, stain and radiomics settings:
+    key order does not matter, values do; the digests of earlier runs stay valid."""
+    import hashlib
+    import json
+
+    from metastat.core.provenance import settings_digest
+
+    a, b = {"tile": 256, "mpp": 0.5}, {"mpp": 0.5, "tile": 256}
+    assert settings_digest(a) == settings_digest(b) != settings_digest({**a, "tile": 224})
+    old = hashlib.sha256(json.dumps(a, sort_keys=True).encode()).hexdigest()[:16]
+    assert settings_digest(a) == old and len(settings_digest(a, 8)) == 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import sys
@@ -86,6 +87,13 @@ def versions() -> dict[str, str]:
     if torch is not None:
         out["torch"] = str(torch.__version__)
     return out
+
+
+def settings_digest(settings: Any, length: int = 16) -> str:
+    """First ``length`` hex digits of the SHA-256 of ``settings`` as sorted-key JSON: the
+    fingerprint that says whether a stored result was made with the same settings."""
+    blob = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 def run_provenance(**extra: Any) -> dict[str, Any]:

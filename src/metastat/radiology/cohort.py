@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from metastat.atomic import atomic_path, atomic_write
+from metastat.core.provenance import settings_digest
 from metastat.data.tables import check_unique_ids, read_table
 from metastat.errors import InputError
 from metastat.progress import progress, status
@@ -51,8 +52,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 
 
 def _key(settings: RadiomicsSettings) -> str:
-    blob = json.dumps(settings_json(settings), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return settings_digest(settings_json(settings))
 
 
 def _part(parts: Path, pid: str) -> Path:

@@ -8,7 +8,6 @@ Per slide, under ``--out DIR``: ``coords/<id>.csv`` (one row per kept tile), ``t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from metastat.atomic import atomic_path, atomic_write
+from metastat.core.provenance import settings_digest
 from metastat.slides.checksums import ChecksumMode
 from metastat.slides.errors import NoTissueError
 from metastat.slides.extract import verify_grid
@@ -57,7 +57,7 @@ class TileConfig(BaseModel):
             "tissue": self.tissue.model_dump(),
         }
         key["verify"] = self.verify
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return settings_digest(key)
 
 
 def coords_path(out_dir: Path, slide_id: str) -> Path:

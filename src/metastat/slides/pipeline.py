@@ -6,7 +6,6 @@ degraded) :class:`SlideResult` with a clear message, so a cohort run records it 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from metastat import __version__
-from metastat.core.provenance import weights_digest
+from metastat.core.provenance import settings_digest, weights_digest
 from metastat.slides.checksums import ChecksumMode
 from metastat.slides.coords import no_tissue, plan_slide, qc_path, record_problems
 from metastat.slides.encoders import TileEncoder, create_encoder
@@ -91,7 +90,7 @@ class ProcessConfig(BaseModel):
         }
         if self.stain is not None:  # absent when off: earlier runs' fingerprints stay valid
             key["stain"] = self.stain_normaliser().digest()
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return settings_digest(key)
 
 
 def feature_path(out_dir: Path, slide_id: str) -> Path:

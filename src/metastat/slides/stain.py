@@ -20,7 +20,6 @@ building training embeddings from augmented tiles.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from metastat.core.provenance import settings_digest
 from metastat.errors import InputError, UnknownNameError, did_you_mean
 
 STAIN_NORMALISERS = ("none", "macenko", "reinhard")
@@ -104,7 +104,7 @@ class StainNormaliser:
 
     def digest(self) -> str:
         """SHA-256 (first 16 hex digits) of the JSON form: identifies name + reference fit."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        return settings_digest({"name": self.name, "params": self._fitted()})
 
     def feature_attrs(self) -> dict[str, str]:
         """Attributes for a feature store: which normaliser, fitted how."""
