@@ -21,11 +21,12 @@ from metastat.slides.checksums import ChecksumMode
 from metastat.slides.coords import no_tissue, plan_slide, qc_path, record_problems
 from metastat.slides.encoders import TileEncoder, create_encoder
 from metastat.slides.extract import embed_grid
+from metastat.slides.featurestore import HDF5Store
 from metastat.slides.integrity import DecodeLog, capture_decoder_reports
 from metastat.slides.reader import SlideReader, open_slide
 from metastat.slides.results import SlideJob, SlideResult, Status
 from metastat.slides.stain import StainNormaliser
-from metastat.slides.store import is_complete, read_marker, write_features
+from metastat.slides.store import read_marker
 from metastat.slides.tiling import TilingConfig, reference_colours
 from metastat.slides.tissue import TissueConfig
 
@@ -93,9 +94,9 @@ class ProcessConfig(BaseModel):
         return settings_digest(key)
 
 
-def feature_path(out_dir: Path, slide_id: str) -> Path:
-    """Where a slide's feature file goes."""
-    return out_dir / "features" / f"{slide_id}.h5"
+def feature_store(out_dir: Path) -> HDF5Store:
+    """The run's feature store (``OUT/features``, one bag per slide)."""
+    return HDF5Store(out_dir / "features")
 
 
 _ENCODERS: dict[tuple[str, str | None, str | None, int | None], TileEncoder] = {}
@@ -117,9 +118,10 @@ def cached_encoder(config: ProcessConfig) -> TileEncoder:
 
 def resume_features(out_dir: Path, slide_id: str, fingerprint: str) -> SlideResult | None:
     """The outcome of an earlier run with the same settings (valid marker), if any."""
-    fpath = feature_path(out_dir, slide_id)
-    if not is_complete(fpath, fingerprint=fingerprint):
+    features = feature_store(out_dir)
+    if not features.is_complete(slide_id, fingerprint=fingerprint):
         return None
+    fpath = features.path_for(slide_id)
     marker = read_marker(fpath) or {}
     r = SlideResult(slide_id, "done", n_tiles=int(marker.get("n_tiles", 0)), resumed=True)
     r.feature_file = str(fpath)
@@ -177,9 +179,8 @@ def _embed(
     )
     record_problems(result, log, len(grid), config.max_unreadable_fraction)
     meta = slide.safe_metadata()
-    path = write_features(
-        feature_path(out_dir, job.slide_id),
-        slide_id=job.slide_id,
+    path = feature_store(out_dir).write(
+        job.slide_id,
         features=feats[ok],
         coords_px0=grid.coords_px0[ok],
         mpp=float(slide.mpp),
