@@ -169,3 +169,28 @@ def test_neural_fusion_scores_each_patient_alone(split) -> None:
     for i in (0, 3, len(test) - 1):
         alone = model.predict_risk(test.subset(np.array([i])).without("expression"))
         assert alone[0] == risk[i]
+
+
+@pytest.mark.parametrize("fusion", ["late", "concat"])
+def test_bags_of_another_encoder_are_refused_not_cut(split, fusion: str, tmp_path) -> None:
+    """Regression: late fusion silently cut wider histology bags to its training columns (and
+    a narrower bag failed with a KeyError); new patients' bags of another width are refused."""
+    from dataclasses import replace
+
+    from metastat.errors import InputError
+    from metastat.fusion.predict import predict_new
+
+    train, test = split
+    model = (
+        LateFusion().fit(train)
+        if fusion == "late"
+        else NeuralFusion("concat", **{**FAST, "epochs": 3}).fit(train)
+    )
+    ok = predict_new(model, {}, tmp_path, test, generate=False)
+    assert np.isfinite(ok["risk"]).all()
+    wider = [None if b is None else np.hstack([b, b[:, :4]]) for b in test.bags["histology"]]
+    bad = replace(test, bags={**test.bags, "histology": wider})
+    with pytest.raises(
+        InputError, match=r"histology features are 20-d but the model was trained on 16-d"
+    ):
+        predict_new(model, {}, tmp_path, bad, generate=False)

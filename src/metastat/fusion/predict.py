@@ -112,6 +112,30 @@ def _numeric(frame: pd.DataFrame, modality: str) -> pd.DataFrame:
     return out.astype(float)
 
 
+def bag_width(model: Any, modality: str) -> int | None:
+    """Feature width a fitted fusion model expects for bag modality ``modality`` (None: not
+    known, e.g. the model does not use it)."""
+    inp = getattr(model, "inputs_", {}).get(modality)  # neural fusion: the bag input
+    if inp is not None:
+        return int(inp.width)
+    branch = getattr(model, "models_", {}).get(modality)  # late fusion: the pooled branch
+    cols = getattr(getattr(getattr(branch, "model_", None), "encoder_", None), "columns_", None)
+    return None if cols is None else len(cols)
+
+
+def check_bag_widths(model: Any, data: MultimodalSet) -> None:
+    """Refuse bags whose feature width differs from the model's (late fusion would otherwise
+    cut wider bags silently): another slide encoder than the training bags'."""
+    for m, bags in data.bags.items():
+        width = bag_width(model, m)
+        for pid, bag in zip(data.patient_ids, bags, strict=True):
+            if width is not None and bag is not None and bag.shape[1] != width:
+                raise InputError(
+                    f"patient {pid}: {m} features are {bag.shape[1]}-d but the model was trained "
+                    f"on {width}-d {m} features; embed the slides with the training bags' encoder."
+                )
+
+
 def predict_new(
     model: Any,
     manifest: dict[str, Any],
@@ -121,6 +145,7 @@ def predict_new(
     generate: bool = True,
 ) -> pd.DataFrame:
     """Predictions (risk, prob, high_risk, modalities, generated, risk_group) of new patients."""
+    check_bag_widths(model, data)
     if generate:
         data = apply_generator(data, model_dir, manifest)
     frame = model.predict_frame(data)

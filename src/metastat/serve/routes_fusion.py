@@ -94,21 +94,12 @@ def fusion_models(p: PortalDep) -> dict[str, Any]:
     }
 
 
-def _bag_width(model: Any, modality: str) -> int | None:
-    """Feature width a fitted fusion model expects for a bag modality (None: not known)."""
-    inp = getattr(model, "inputs_", {}).get(modality)  # neural fusion: the bag input
-    if inp is not None:
-        return int(inp.width)
-    branch = getattr(model, "models_", {}).get(modality)  # late fusion: the pooled branch
-    cols = getattr(getattr(getattr(branch, "model_", None), "encoder_", None), "columns_", None)
-    return None if cols is None else len(cols)
-
-
 def _bags(p: Portal, name: str, model: Any, patients: list[Patient]) -> dict[str, Any]:
     """Histology bags of the patients' finished slide jobs, from the portal's feature store."""
+    from metastat.fusion.predict import bag_width
     from metastat.slides.featurestore import HDF5Store
 
-    store, width = HDF5Store(p.slides.out / "features"), _bag_width(model, "histology")
+    store, width = HDF5Store(p.slides.out / "features"), bag_width(model, "histology")
     bags = {}
     for pt in (pt for pt in patients if pt.slide_job is not None):
         job = p.slides.job(str(pt.slide_job))
