@@ -156,3 +156,34 @@ def test_fast_concordance_equals_sksurv_on_tied_data():
         from sklearn.metrics import roc_auc_score
 
         assert M.auc(label, risk) == pytest.approx(roc_auc_score(label, risk), abs=1e-12)
+
+
+def test_compare_reads_only_the_two_models_it_compares() -> None:
+    """Regression: with a third model in the table, compare() took every non-primary row as the
+    baseline (held-out MIL benchmark: baseline AUC 0.784 instead of mean pooling's 0.660)."""
+    import pandas as pd
+
+    from metastat.errors import ValidationError
+    from metastat.evaluate.summary import compare, summarise
+
+    rng = np.random.default_rng(0)
+    n = 60
+    y = rng.integers(0, 2, n).astype(float)
+    rows = []
+    for model, signal in (("a", 2.0), ("b", 0.3), ("c", 5.0)):
+        risk = signal * y + rng.normal(size=n)
+        rows.append(pd.DataFrame({
+            "sample_id": [f"s{i}" for i in range(n)],
+            "patient_id": [f"p{i // 2}" for i in range(n)],
+            "model": model, "repeat": 0, "fold": 0, "risk": risk, "prob": 1 / (1 + np.exp(-risk)),
+            "high_risk": risk > 0, "event": y, "time": np.nan, "binary": y,
+        }))  # fmt: skip
+    three, two = pd.concat(rows), pd.concat(rows[:2])
+    got = compare(three, primary="a", baseline="b", n_boot=50)
+    want = compare(two, primary="a", baseline="b", n_boot=50)
+    assert got["delta_auc"].as_dict() == want["delta_auc"].as_dict()
+    b_alone = summarise(rows[1], n_boot=50)["auc"].estimate
+    assert got["baseline_auc"].estimate == pytest.approx(b_alone)
+    assert got["delta_auc"].estimate == pytest.approx(got["auc"].estimate - b_alone)
+    with pytest.raises(ValidationError, match=r"\['z'\]"):
+        compare(three, primary="a", baseline="z", n_boot=10)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sksurv.util import Surv
 
+from metastat.errors import ValidationError
 from metastat.evaluate import metrics as M
 from metastat.evaluate.bootstrap import Estimate, bootstrap_metrics
 from metastat.evaluate.predictions import PREDICTION_COLUMNS, check_predictions
@@ -165,9 +166,17 @@ def compare(
 ) -> dict[str, Estimate]:
     """Metrics of ``primary`` (bare names), ``baseline_<metric>`` and paired ``delta_<metric>``.
 
-    ``predictions`` holds both models' rows (column ``model``) on the same splits; the bootstrap
-    resamples patients once per replicate for both models, so the CI of each difference is paired.
+    ``predictions`` holds both models' rows (column ``model``; rows of other models are left
+    out) on the same splits; the bootstrap resamples patients once per replicate for both
+    models, so the CI of each difference is paired.
     """
+    missing = [m for m in (primary, baseline) if not (predictions["model"] == m).any()]
+    if missing:
+        raise ValidationError(
+            f"no predictions of model(s) {missing} to compare; models: "
+            f"{sorted(map(str, predictions['model'].unique()))}."
+        )
+    predictions = predictions[predictions["model"].isin([primary, baseline])]
 
     def paired(p_values: bool) -> Callable[[pd.DataFrame], dict[str, float]]:
         fns = {
