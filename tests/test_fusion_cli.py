@@ -176,6 +176,7 @@ def test_fit_with_generator_fills_missing_expression(tmp_path) -> None:
         with h5py.File(tmp_path / "bags" / f"{pid}.h5", "w") as h5:
             h5["features"] = bag
             h5["coords"] = np.zeros((len(bag), 2), dtype=np.int64)
+            h5.attrs["encoder_name"] = "uni"  # the TRIDENT spelling
     res = runner.invoke(
         app,
         [
@@ -201,3 +202,21 @@ def test_fit_with_generator_fills_missing_expression(tmp_path) -> None:
     preds = json.loads(runner.invoke(app, [*new, "--no-generate"]).output)["predictions"]
     assert {p["modalities"] for p in preds} == {"clinical+histology"}
     assert not any(p["expression_generated"] for p in preds)
+    # the encoder of the training bags is recorded and checked at prediction
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["histology_encoder"] == "uni"
+    other = tmp_path / "bags" / f"{b.data.patient_ids[0]}.h5"
+    with h5py.File(other, "a") as h5:
+        h5.attrs["encoder_name"] = "conch"
+    res = runner.invoke(app, [*new, "--no-generate"])
+    assert isinstance(res.exception, InputError), res.output
+    assert "different tile encoders: 'conch'" in str(res.exception)
+    with h5py.File(other, "a") as h5:
+        del h5.attrs["encoder_name"]
+    for f in (tmp_path / "bags").glob("*.h5"):
+        with h5py.File(f, "a") as h5:
+            h5.attrs["encoder_name"] = "conch"
+    res = runner.invoke(app, [*new, "--no-generate"])
+    assert isinstance(res.exception, InputError), res.output
+    assert "come from encoder 'conch'" in str(res.exception) and "trained on 'uni'" in str(
+        res.exception
+    )

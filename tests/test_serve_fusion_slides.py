@@ -62,6 +62,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     save_fusion(neural.fit(train.without("expression")), models / "neural", info=info)
     small = make_paired_benchmark(60, n_genes=12, n_programs=3, tile_dim=8, tiles=(4, 8), seed=1)
     save_fusion(LateFusion(("histology",)).fit(small.data), models / "fused8", info=info)
+    uni = {**info, "histology_encoder": "uni"}  # as `fusion fit` records the training bags'
+    save_fusion(model, models / "fused-uni", info=uni)
     # the other families next to it: an expression model and a MIL checkpoint
     expr = LateFusion(("expression",)).fit(train)
     save_fusion(expr, base / "expr-fusion", info=info)
@@ -117,14 +119,14 @@ def test_each_family_is_listed_by_its_own_endpoint(portal: dict[str, Any]) -> No
     fusion = client.get("/api/fusion/models").json()
     listed = {m["name"]: m["modalities"] for m in fusion["models"]}
     both = ["clinical", "histology"]
-    assert listed == {"fused": both, "fused8": ["histology"], "neural": both}
+    assert listed == {"fused": both, "fused-uni": both, "fused8": ["histology"], "neural": both}
     assert list(fusion["problems"]) == ["broken-fusion"]
     assert client.get("/api/models/fused").status_code == 404
     # versions: the manifest's digest, else the weights' (core.provenance)
     reg = load_registry(models)
     assert reg.models["mil"].version == sha256_file(models / "mil" / "weights.safetensors")[:12]
     assert reg.models["expr"].version == sha256_file(models / "expr" / "arrays.safetensors")[:12]
-    assert sorted(reg.fusion) == ["broken-fusion", "fused", "fused8", "neural"]
+    assert sorted(reg.fusion) == ["broken-fusion", "fused", "fused-uni", "fused8", "neural"]
 
 
 @pytest.mark.parametrize("name", ["fused", "neural"])
@@ -202,3 +204,7 @@ def test_unusable_slide_jobs_are_clear_errors(portal: dict[str, Any]) -> None:
     res = post(done["job_id"], "/api/fusion/fused8/predict")
     assert res.status_code == 422 and "1280-d features" in res.text, res.text
     assert "trained on 8-d histology features" in res.text
+    # same width, another encoder than the one the model's training bags came from
+    res = post(done["job_id"], "/api/fusion/fused-uni/predict")
+    assert res.status_code == 422 and "embedded with encoder 'efficientnet_lite0'" in res.text
+    assert "trained on 'uni' histology features" in res.text, res.text

@@ -185,6 +185,7 @@ def fit(
     horizon: str | None = HorizonOpt,
 ) -> None:
     """Fit a fusion model on every patient and save it (JSON + safetensors, no pickle)."""
+    from metastat.fusion.inputs import histology_encoder, parse_modality_files
     from metastat.fusion.persist import save_fusion
     from metastat.fusion.validate import UNIMODAL, build_model
 
@@ -215,6 +216,9 @@ def fit(
         "present": data.present.sum().astype(int).to_dict(),
         "seed": seed,
     }
+    bag_folder = histology or parse_modality_files(modality).get("histology")
+    if bag_folder is not None:  # checked against new patients' bags at prediction
+        info["histology_encoder"] = histology_encoder(bag_folder)
     if generator:
         from metastat.fusion.generate import RidgeGenerator, save_ridge
 
@@ -269,6 +273,7 @@ def predict(
             kind=manifest["kind"],
             horizon=manifest["horizon"],
             others=others,
+            histology_encoder=manifest.get("histology_encoder"),
         )
     if drop:
         data = data.without(*drop)

@@ -45,18 +45,29 @@ def patient_of_slide(slide_id: str) -> str:
 
 
 def load_histology(
-    folder: str | Path, max_tiles: int | None = None, seed: int = 0
+    folder: str | Path,
+    max_tiles: int | None = None,
+    seed: int = 0,
+    *,
+    encoder: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Tile-feature bags of a folder, grouped by patient (tiles of a patient's slides pooled)."""
+    """Tile-feature bags of a folder, grouped by patient (tiles of a patient's slides pooled).
+
+    Bags from different tile encoders are refused (their features do not share a space), and
+    so are bags of another encoder than ``encoder`` (the one a model was trained on)."""
     from metastat.slides.store import list_bags, load_bag
 
     paths = list_bags(folder, include_external=True)
     if not paths:
         raise InputError(f"no feature bags (.h5) found under {folder}.")
     by_patient: dict[str, list[np.ndarray]] = defaultdict(list)
+    by_encoder: dict[str, str] = {}  # encoder -> first slide embedded with it
     for p in paths:
         bag = load_bag(p)
         by_patient[patient_of_slide(bag.slide_id)].append(bag.features)
+        if bag.encoder:
+            by_encoder.setdefault(bag.encoder, bag.slide_id)
+    check_encoders(by_encoder, folder, encoder)
     rng = np.random.default_rng(seed)
     out = {}
     for pid, parts in by_patient.items():
@@ -65,6 +76,37 @@ def load_histology(
             x = x[np.sort(rng.choice(len(x), max_tiles, replace=False))]
         out[pid] = x
     return out
+
+
+def check_encoders(by_encoder: Mapping[str, str], folder: str | Path, expected: str | None) -> None:
+    """Refuse a folder of bags from several encoders, or from another one than ``expected``."""
+    if len(by_encoder) > 1:
+        shown = ", ".join(f"{e!r} (e.g. slide {s!r})" for e, s in sorted(by_encoder.items()))
+        raise InputError(
+            f"the feature bags under {folder} come from different tile encoders: {shown}; "
+            "embed every slide with one encoder (metastat slides process --encoder NAME)."
+        )
+    found = next(iter(by_encoder), None)
+    if expected and found and found != expected:
+        raise InputError(
+            f"the feature bags under {folder} come from encoder {found!r} (e.g. slide "
+            f"{by_encoder[found]!r}) but the model was trained on {expected!r} features; embed "
+            f"the slides with --encoder {expected}."
+        )
+
+
+def histology_encoder(folder: str | Path) -> str | None:
+    """The tile encoder of a folder's bags (None when the files do not record it); reads only
+    the files' attributes and refuses a folder mixing encoders."""
+    from metastat.slides.store import list_bags, read_encoder
+
+    by_encoder: dict[str, str] = {}
+    for p in list_bags(folder, include_external=True):
+        enc = read_encoder(p)
+        if enc is not None:
+            by_encoder.setdefault(enc, p.stem)
+    check_encoders(by_encoder, folder, None)
+    return next(iter(by_encoder), None)
 
 
 def read_variables(path: str | Path) -> list[Variable]:
@@ -173,12 +215,14 @@ def prediction_set(
     kind: str = "survival",
     horizon: float | None = None,
     others: Mapping[str, Path] | None = None,
+    histology_encoder: str | None = None,
 ) -> MultimodalSet:
-    """New patients without outcomes: every patient id found in any of the given tables."""
+    """New patients without outcomes: every patient id found in any of the given tables
+    (``histology_encoder``: the encoder the model's histology bags came from)."""
     tables = {
         "clinical": read_table(clinical) if clinical else None,
         "expression": read_table(expression) if expression else None,
-        "histology": load_histology(histology) if histology else None,
+        "histology": load_histology(histology, encoder=histology_encoder) if histology else None,
         **load_modalities(others),
     }
     ids = [

@@ -94,7 +94,9 @@ def fusion_models(p: PortalDep) -> dict[str, Any]:
     }
 
 
-def _bags(p: Portal, name: str, model: Any, patients: list[Patient]) -> dict[str, Any]:
+def _bags(
+    p: Portal, name: str, model: Any, manifest: dict[str, Any], patients: list[Patient]
+) -> dict[str, Any]:
     """Histology bags of the patients' finished slide jobs, from the portal's feature store."""
     from metastat.fusion.predict import bag_width
     from metastat.slides.featurestore import HDF5Store
@@ -118,6 +120,13 @@ def _bags(p: Portal, name: str, model: Any, patients: list[Patient]) -> dict[str
                 "slide again (POST /api/slides)."
             )
         bag = store.read(job.slide_id)
+        trained = manifest.get("histology_encoder")
+        if trained and bag.encoder and bag.encoder != trained:
+            raise InputError(
+                f"{at} was embedded with encoder {bag.encoder!r} but fusion model {name!r} was "
+                f"trained on {trained!r} histology features; use a fusion model trained on this "
+                "portal's slide encoder."
+            )
         if width is not None and bag.features.shape[1] != width:
             raise InputError(
                 f"{at} has {bag.features.shape[1]}-d features ({bag.encoder}) but fusion model "
@@ -135,7 +144,7 @@ def _predict(p: Portal, name: str, req: FusionRequest) -> dict[str, Any]:
     if len(req.patients) > p.settings.max_samples:
         raise InputError(f"at most {p.settings.max_samples} patients per request.")
     records = [{"patient_id": pt.patient_id, **(pt.model_extra or {})} for pt in req.patients]
-    bags = _bags(p, name, model, req.patients)
+    bags = _bags(p, name, model, manifest, req.patients)
     data = records_to_set(records, model=model, manifest=manifest, bags=bags)
     frame = predict_new(model, manifest, folder, data)
     uses = set(model_modalities(model))

@@ -182,6 +182,17 @@ def list_bags(directory: str | os.PathLike[str], *, include_external: bool = Fal
     return bags
 
 
+#: attributes naming the tile encoder (metastat, then CLAM / TRIDENT spellings)
+ENCODER_ATTRS = ("encoder", "encoder_name", "patch_encoder")
+
+
+def read_encoder(path: str | os.PathLike[str]) -> str | None:
+    """The tile encoder a feature file records, without reading its features."""
+    with h5py.File(path, "r") as h5:
+        enc = _attr(h5, *ENCODER_ATTRS)
+    return None if enc is None else str(enc)
+
+
 def _attr(h5: h5py.File, *names: str) -> Any:
     for n in names:
         if n in h5.attrs:
@@ -241,7 +252,7 @@ def load_bag(path: str | os.PathLike[str]) -> FeatureBag:
                 factor = float(np.ravel(ds)[0]) if ds is not None else 1.0
                 tile = round(float(size) * factor)
         mpp = _attr(h5, "mpp")
-        encoder = _attr(h5, "encoder", "encoder_name", "patch_encoder")
+        encoder = _attr(h5, *ENCODER_ATTRS)
         slide_id = _attr(h5, "slide_id") if own else _external_slide_id(p)
         tissue = np.asarray(h5["tissue_fraction"][()]) if "tissue_fraction" in h5 else None
     return FeatureBag(
