@@ -220,3 +220,6 @@ def test_fit_with_generator_fills_missing_expression(tmp_path) -> None:
     assert "come from encoder 'conch'" in str(res.exception) and "trained on 'uni'" in str(
         res.exception
     )
+    via_modality = [*new[:6], "--modality", f"histology={tmp_path / 'bags'}", "--no-generate"]
+    res = runner.invoke(app, via_modality)
+    assert isinstance(res.exception, InputError) and "trained on 'uni'" in str(res.exception)

@@ -250,6 +250,7 @@ def predict(
     import numpy as np
 
     from metastat.fusion.inputs import (
+        histology_encoder,
         multimodal_from_options,
         parse_modality_files,
         prediction_set,
@@ -259,6 +260,8 @@ def predict(
 
     model, manifest = load_fusion(model_dir)
     others = parse_modality_files(modality)
+    if "histology" in others and manifest.get("histology_encoder"):
+        histology_encoder(others["histology"], manifest["histology_encoder"])
     if dataset is not None:
         data = multimodal_from_options(dataset, manifest["outcome"], others=others)
     else:

@@ -95,9 +95,10 @@ def check_encoders(by_encoder: Mapping[str, str], folder: str | Path, expected: 
         )
 
 
-def histology_encoder(folder: str | Path) -> str | None:
+def histology_encoder(folder: str | Path, expected: str | None = None) -> str | None:
     """The tile encoder of a folder's bags (None when the files do not record it); reads only
-    the files' attributes and refuses a folder mixing encoders."""
+    the files' attributes and refuses a folder mixing encoders or of another one than
+    ``expected``."""
     from metastat.slides.store import list_bags, read_encoder
 
     by_encoder: dict[str, str] = {}
@@ -105,7 +106,7 @@ def histology_encoder(folder: str | Path) -> str | None:
         enc = read_encoder(p)
         if enc is not None:
             by_encoder.setdefault(enc, p.stem)
-    check_encoders(by_encoder, folder, None)
+    check_encoders(by_encoder, folder, expected)
     return next(iter(by_encoder), None)
 
 
