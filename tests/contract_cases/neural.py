@@ -97,3 +97,34 @@ def fusion_concat() -> tuple[Any, Any]:
     from metastat.fusion.intermediate import NeuralFusion
 
     return lambda: NeuralFusion("concat", epochs=60, patience=10, hidden=16, n_genes=100), _fusion
+
+
+@case("fusion:gated")
+def fusion_gated() -> tuple[Any, Any]:
+    from metastat.fusion.intermediate import NeuralFusion
+
+    return lambda: NeuralFusion("gated", epochs=30, patience=10, hidden=16, n_genes=100), _fusion
+
+
+@case("fusion:kronecker")
+def fusion_kronecker() -> tuple[Any, Any]:
+    from metastat.fusion.intermediate import NeuralFusion
+
+    return lambda: NeuralFusion("kronecker", epochs=30, patience=10, hidden=8, n_genes=100), _fusion
+
+
+def _paired() -> ContractData:
+    """Clinical + expression + tile-feature bags (synthetic: a format test for the bag path)."""
+    from metastat.fusion.paired import make_paired_benchmark
+
+    data = make_paired_benchmark(90, n_genes=24, n_programs=3, tile_dim=8, tiles=(4, 9)).data
+    fit, new = data.subset(np.arange(70)), data.subset(np.arange(70, len(data)))
+    target = Target.from_structured(fit.target, fit.horizon)
+    return ContractData(fit, target, new, list(new.patient_ids), _subset)
+
+
+@case("fusion:coattention")
+def fusion_coattention() -> tuple[Any, Any]:
+    from metastat.fusion.intermediate import NeuralFusion
+
+    return lambda: NeuralFusion("coattention", epochs=20, patience=5, hidden=8, n_genes=24), _paired

@@ -223,14 +223,16 @@ class BagInput:
 
     def state(self, arrays: Arrays, key: str) -> dict[str, Any]:
         arrays[f"{key}.mean"], arrays[f"{key}.sd"] = self.mean, self.sd
-        return {}
+        # the scaling runs in the training bags' precision: a loaded model scores bit for bit
+        return {"dtype": str(np.asarray(self.mean).dtype)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], a: Arrays, key: str, s: Settings) -> BagInput:
         out = cls()
+        dtype = state.get("dtype")  # absent in models saved before: float64, as loaded then
         out.mean, out.sd, out.max_tiles, out.seed = (
-            a[f"{key}.mean"],
-            a[f"{key}.sd"],
+            np.asarray(a[f"{key}.mean"], dtype=dtype),
+            np.asarray(a[f"{key}.sd"], dtype=dtype),
             s.max_tiles,
             s.seed,
         )
