@@ -51,16 +51,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _forward(enc: TileEncoder, x: torch.Tensor) -> None:
-    """The network alone on a normalised in-memory batch, in the encoder's precision."""
-    if enc.device.type == "cuda" and enc.precision != "fp32":
-        dtype = torch.bfloat16 if enc.precision == "bf16" else torch.float16
-        with torch.autocast("cuda", dtype=dtype):
-            enc.model(x)
-    else:
-        enc.model(x)
-
-
 def measure(enc: TileEncoder, paths: list[Path], grids: list, args: argparse.Namespace) -> dict:
     """Pure forward, naive loop and metastat end to end, interleaved slide by slide (so that a
     change in machine load hits all three)."""
@@ -69,7 +59,7 @@ def measure(enc: TileEncoder, paths: list[Path], grids: list, args: argparse.Nam
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         for _ in range(2):
-            _forward(enc, x)  # warm-up (cuDNN autotuning, lazy init)
+            enc.run_model(x)  # warm-up (cuDNN autotuning, lazy init)
         _sync(enc.device)
     t = {"pure_forward": 0.0, "naive_loop": 0.0, "end_to_end": 0.0}
     cpu = dict.fromkeys(t, 0.0)  # process CPU seconds: robust to other load on the machine
@@ -79,7 +69,7 @@ def measure(enc: TileEncoder, paths: list[Path], grids: list, args: argparse.Nam
         with torch.inference_mode():
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(max(1, len(g) // args.batch_size)):
-                _forward(enc, x)
+                enc.run_model(x)
                 n["pure_forward"] += args.batch_size
             _sync(enc.device)
             t["pure_forward"] += time.perf_counter() - t0

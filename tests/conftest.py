@@ -44,3 +44,28 @@ def planted_files(tmp_path: Path) -> tuple[Path, Path]:
     expr.to_csv(e)
     clin.to_csv(c, sep="\t")
     return e, c
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small timm model saved locally: a fast tile encoder, loadable in worker processes."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    p = tmp_path_factory.mktemp("w") / "test_efficientnet.safetensors"
+    save_file(timm.create_model("test_efficientnet", num_classes=0).state_dict(), p)
+    return p
+
+
+def run_main(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str]:
+    """Run ``metastat ARGV`` in-process as the console script does; (exit code, stderr)."""
+    import sys
+
+    from metastat.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["metastat", *argv])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    return int(exc.value.code or 0), capsys.readouterr().err

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from metastat.cli.main import app
 from metastat.slides import list_bags, load_bag
+from tests.conftest import run_main as _main
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -76,17 +77,6 @@ def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
         env={**os.environ, **(env or {})},
         timeout=300,
     )
-
-
-def _main(
-    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> tuple[int, str]:
-    from metastat.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["metastat", *argv])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    return int(exc.value.code or 0), capsys.readouterr().err
 
 
 def test_errors_are_one_line_with_exit_code_2(

@@ -8,8 +8,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import timm
-from safetensors.torch import save_file
 
 from metastat.slides import list_bags, load_bag, open_slide
 from metastat.slides.encoders import create_encoder
@@ -21,14 +19,6 @@ from metastat.slides.tiling import TilingConfig, plan_tiles
 from metastat.slides.tissue import detect_tissue
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small timm model saved locally: fast, and loadable in worker processes too."""
-    p = tmp_path_factory.mktemp("w") / "test_efficientnet.safetensors"
-    save_file(timm.create_model("test_efficientnet", num_classes=0).state_dict(), p)
-    return p
 
 
 @pytest.fixture(scope="module")

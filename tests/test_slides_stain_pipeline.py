@@ -4,15 +4,12 @@ tile before the encoder, recorded in the settings fingerprint and in each featur
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import timm
 from pydantic import ValidationError
-from safetensors.torch import save_file
 
 from metastat.slides import load_bag, open_slide
 from metastat.slides.encoders import create_encoder
@@ -22,19 +19,13 @@ from metastat.slides.runner import run_cohort
 from metastat.slides.stain import StainNormaliser, fit_stain_reference
 from metastat.slides.tiling import TilingConfig, plan_tiles
 from metastat.slides.tissue import detect_tissue
+from tests.conftest import run_main as _main
 
 DATA = Path(__file__).parent / "data"
 SLIDE = DATA / "slides" / "CMU-1-Small-Region.svs"
 REFERENCE = DATA / "tiles" / "liver-level2-10907-7808-11707-8608.png"  # real H&E, 99 % stained
 BACKGROUND = DATA / "tiles" / "no-tissue.png"
 JOB = SlideJob(SLIDE, "CMU-1-Small-Region")
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    p = tmp_path_factory.mktemp("w") / "test_efficientnet.safetensors"
-    save_file(timm.create_model("test_efficientnet", num_classes=0).state_dict(), p)
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -126,17 +117,6 @@ def test_config_refuses_an_unfitted_or_broken_normaliser(plain: ProcessConfig) -
         ProcessConfig(stain="{not json")
     with pytest.raises(ValidationError, match="unknown stain normaliser 'vahadane'"):
         ProcessConfig(stain=json.dumps({"name": "vahadane", "params": {}}))
-
-
-def _main(
-    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> tuple[int, str]:
-    from metastat.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["metastat", *argv])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    return int(exc.value.code or 0), capsys.readouterr().err
 
 
 def test_cli_stain_option(

@@ -171,6 +171,16 @@ def _swiglu() -> dict[str, Any]:
 
 
 _VIT_L = {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "num_classes": 0}
+#: ViT-H/14 of Virchow and Virchow 2 (SwiGLU MLP, class + patch tokens; Virchow 2 adds 4 registers)
+_VIRCHOW: dict[str, Any] = {
+    "img_size": 224,
+    "init_values": 1e-5,
+    "num_classes": 0,
+    "mlp_ratio": 5.3375,
+    "global_pool": "",
+    "dynamic_img_size": True,
+    "swiglu": True,
+}
 _HUB_MODELS: dict[str, dict[str, Any]] = {
     "uni": dict(
         hub_id="MahmoodLab/UNI",
@@ -205,15 +215,7 @@ _HUB_MODELS: dict[str, dict[str, Any]] = {
         dim=2560,
         skip=1,
         licence="Apache-2.0 (gated, non-commercial terms)",
-        kwargs={
-            "img_size": 224,
-            "init_values": 1e-5,
-            "num_classes": 0,
-            "mlp_ratio": 5.3375,
-            "global_pool": "",
-            "dynamic_img_size": True,
-            "swiglu": True,
-        },
+        kwargs=_VIRCHOW,
     ),
     "virchow2": dict(
         hub_id="paige-ai/Virchow2",
@@ -221,16 +223,7 @@ _HUB_MODELS: dict[str, dict[str, Any]] = {
         dim=2560,
         skip=5,
         licence="CC-BY-NC-ND-4.0 (gated)",
-        kwargs={
-            "img_size": 224,
-            "init_values": 1e-5,
-            "num_classes": 0,
-            "mlp_ratio": 5.3375,
-            "global_pool": "",
-            "reg_tokens": 4,
-            "dynamic_img_size": True,
-            "swiglu": True,
-        },
+        kwargs={**_VIRCHOW, "reg_tokens": 4},
     ),
     "h_optimus_0": dict(
         hub_id="bioptimus/H-optimus-0",

@@ -119,14 +119,17 @@ class TileEncoder:
         x = x * self._scale - self._shift
         return x.contiguous(memory_format=torch.channels_last)
 
-    def _forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        x = self.preprocess(tiles)
+    def run_model(self, x: torch.Tensor) -> torch.Tensor:
+        """The network alone on a normalised batch (N, 3, S, S), in the encoder's precision
+        (autocast to bf16 / fp16 on GPU)."""
         if self.device.type == "cuda" and self.precision != "fp32":
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
             with torch.autocast("cuda", dtype=dtype):
-                out = self.model(x)
-        else:
-            out = self.model(x)
+                return self.model(x)
+        return self.model(x)
+
+    def _forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        out = self.run_model(self.preprocess(tiles))
         return out.float().reshape(out.shape[0], -1)
 
     @torch.inference_mode()
