@@ -127,4 +127,8 @@ def _paired() -> ContractData:
 def fusion_coattention() -> tuple[Any, Any]:
     from metastat.fusion.intermediate import NeuralFusion
 
-    return lambda: NeuralFusion("coattention", epochs=20, patience=5, hidden=8, n_genes=24), _paired
+    # max_tiles below the largest bags (4-9 tiles): the tile subsample is exercised, and a
+    # patient's draw must not depend on the others scored (single sample == batch)
+    return lambda: NeuralFusion(
+        "coattention", epochs=20, patience=5, hidden=8, n_genes=24, max_tiles=6
+    ), _paired

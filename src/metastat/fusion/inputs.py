@@ -21,6 +21,7 @@ import pandas as pd
 
 from metastat.clinical.datasets import CLINICAL_TABLES, load_clinical_table
 from metastat.clinical.encoder import Variable
+from metastat.core.seeds import keyed_rng, subsample
 from metastat.data.outcomes import OutcomeSpec, resolve_outcome
 from metastat.data.registry import DATASETS, load_dataset
 from metastat.data.tables import read_table
@@ -68,14 +69,10 @@ def load_histology(
         if bag.encoder:
             by_encoder.setdefault(bag.encoder, bag.slide_id)
     check_encoders(by_encoder, folder, encoder)
-    rng = np.random.default_rng(seed)
-    out = {}
-    for pid, parts in by_patient.items():
-        x = np.concatenate(parts)
-        if max_tiles is not None and len(x) > max_tiles:
-            x = x[np.sort(rng.choice(len(x), max_tiles, replace=False))]
-        out[pid] = x
-    return out
+    return {
+        pid: subsample(np.concatenate(parts), max_tiles, keyed_rng(seed, pid))
+        for pid, parts in by_patient.items()
+    }
 
 
 def check_encoders(by_encoder: Mapping[str, str], folder: str | Path, expected: str | None) -> None:

@@ -165,10 +165,9 @@ class NeuralFusion:
 
     def _inputs(self, data: MultimodalSet) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         p = data.present.reindex(columns=self.mods_, fill_value=False).to_numpy(dtype=bool)
-        rng = np.random.default_rng(self.seed)
         batch: dict[str, torch.Tensor] = {}
         for j, m in enumerate(self.mods_):
-            batch |= self.inputs_[m].tensors(data, m, p[:, j], rng)
+            batch |= self.inputs_[m].tensors(data, m, p[:, j])
         return batch, torch.as_tensor(p.astype(np.float32))
 
     # -- training ---------------------------------------------------------------------------------

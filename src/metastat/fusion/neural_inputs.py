@@ -23,6 +23,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from metastat.clinical.encoder import ClinicalEncoder
+from metastat.core.seeds import keyed_rng, subsample
 from metastat.errors import InputError
 from metastat.expression.preprocess import ExpressionPreprocessor
 from metastat.fusion.coattention import cluster_gene_sets
@@ -80,9 +81,7 @@ class TableInput:
     def width(self) -> int:
         return len(self.encoder.columns_)
 
-    def tensors(
-        self, data: MultimodalSet, m: str, has: np.ndarray, rng: np.random.Generator
-    ) -> dict[str, torch.Tensor]:
+    def tensors(self, data: MultimodalSet, m: str, has: np.ndarray) -> dict[str, torch.Tensor]:
         z = self.encoder.transform(data.features(m)[has]).to_numpy() if has.any() else None
         return {m: _dense(z, has, self.width)}  # type: ignore[arg-type]
 
@@ -151,9 +150,7 @@ class ExpressionInput:
     def width(self) -> int:
         return len(self.pre.genes_) if self.pca is None else self.pca.n_components_
 
-    def tensors(
-        self, data: MultimodalSet, m: str, has: np.ndarray, rng: np.random.Generator
-    ) -> dict[str, torch.Tensor]:
+    def tensors(self, data: MultimodalSet, m: str, has: np.ndarray) -> dict[str, torch.Tensor]:
         z = None
         if has.any():
             z = self.pre.transform(data.features(m)[has], strict=False).to_numpy()
@@ -207,14 +204,13 @@ class BagInput:
     def width(self) -> int:
         return len(self.mean)
 
-    def tensors(
-        self, data: MultimodalSet, m: str, has: np.ndarray, rng: np.random.Generator
-    ) -> dict[str, torch.Tensor]:
+    def tensors(self, data: MultimodalSet, m: str, has: np.ndarray) -> dict[str, torch.Tensor]:
         bags = []
-        for b, ok in zip(data.bags.get(m) or [None] * len(data), has, strict=True):
+        rows = zip(data.patient_ids, data.bags.get(m) or [None] * len(data), has, strict=True)
+        for pid, b, ok in rows:
             if ok and b is not None:
-                if len(b) > self.max_tiles:
-                    b = b[np.sort(rng.choice(len(b), self.max_tiles, replace=False))]
+                # the subsample is the patient's own: the same alone or among others
+                b = subsample(b, self.max_tiles, keyed_rng(self.seed, str(pid)))
                 bags.append((b - self.mean) / self.sd)
             else:
                 bags.append(np.zeros((1, self.width), np.float32))

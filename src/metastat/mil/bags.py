@@ -214,10 +214,3 @@ def collate(bags: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         x[i, : len(b)] = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
         mask[i, : len(b)] = True
     return x, mask
-
-
-def subsample(x: np.ndarray, max_tiles: int | None, rng: np.random.Generator) -> np.ndarray:
-    """At most ``max_tiles`` tiles of a bag, drawn without replacement (training only)."""
-    if max_tiles is None or len(x) <= max_tiles:
-        return x
-    return x[np.sort(rng.choice(len(x), max_tiles, replace=False))]

@@ -24,11 +24,12 @@ from metastat import progress as prog
 from metastat.core.calibration import median_cut
 from metastat.core.cox import cox_nll
 from metastat.core.provenance import run_provenance
+from metastat.core.seeds import subsample
 from metastat.data.target import Target
 from metastat.evaluate.predictions import prediction_frame
 from metastat.evaluate.splits import Split, patient_kfold, train_validation_split
 from metastat.evaluate.summary import compare, metrics_json, summarise
-from metastat.mil.bags import MILData, collate, subsample
+from metastat.mil.bags import MILData, collate
 from metastat.mil.config import MILConfig
 from metastat.mil.infer import Head, fit_calibration, outputs, predict_logits
 from metastat.mil.losses import class_weights, nll_survival, time_bins, to_bin
