@@ -135,14 +135,23 @@ def test_runs_figures_and_report(client: TestClient) -> None:
     assert html.status_code == 200 and "<img" in html.text
 
 
-def test_slide_upload_job_heatmap_and_deep_zoom(client: TestClient) -> None:
+@pytest.fixture(scope="module")
+def slide_job(client: TestClient) -> tuple[dict, dict]:
+    """One uploaded slide (a name with an MRN in it) and its finished job."""
     with open(SLIDE, "rb") as fh:
         r = client.post("/api/slides/upload", files={"file": ("MRN0001_case.svs", fh)})
     assert r.status_code == 202, r.text
+    assert "MRN0001" not in r.text
     sub = r.json()
-    assert sub["slide_id"].startswith("sl-") and "MRN0001" not in r.text
+    return sub, _wait(client, sub["job_id"])
+
+
+def test_slide_upload_job_heatmap_and_deep_zoom(
+    client: TestClient, slide_job: tuple[dict, dict]
+) -> None:
+    sub, job = slide_job
+    assert sub["slide_id"].startswith("sl-")
     assert sub["slide"]["dimensions_px0"] == [2220, 2967]
-    job = _wait(client, sub["job_id"])
     assert job["status"] == "done", job
     res = job["result"]
     assert res["n_tiles"] > 10 and 0 <= res["probability"] <= 1
@@ -166,9 +175,11 @@ def test_slide_upload_job_heatmap_and_deep_zoom(client: TestClient) -> None:
     assert "MRN0001" not in listed and "/" not in json.dumps(client.get("/api/slides").json())
 
 
-def test_finished_jobs_survive_a_restart(client: TestClient, settings: ServeSettings) -> None:
+def test_finished_jobs_survive_a_restart(
+    client: TestClient, settings: ServeSettings, slide_job: tuple[dict, dict]
+) -> None:
     done = [j for j in client.get("/api/jobs").json() if j["status"] == "done"]
-    assert done, "run after the slide job test"
+    assert slide_job[1]["job_id"] in [j["job_id"] for j in done]
     with TestClient(create_app(settings), base_url=BASE) as again:
         job = again.get(f"/api/jobs/{done[0]['job_id']}").json()
         assert job == done[0]
