@@ -3,7 +3,8 @@
 Cases (one per family: expression, clinical, radiology, MIL, late and neural fusion) are
 registered in ``tests/contract_cases/``. Checked for each: fit returns the model; one finite risk
 per sample; a sample's risk and probability do not depend on the other samples scored with it;
-probabilities in [0, 1] and a monotone function of the risk; survival curves in [0, 1],
+probabilities in [0, 1] and an increasing function of the risk (or, for a discrete-time
+survival head, read off its own curve and concordant with the risk); survival curves in [0, 1],
 non-increasing in time (or a clear refusal for binary models); explanations ranked by absolute
 contribution; a saved bundle without pickle that reloads to identical predictions and refuses a
 changed array file; refits with the same seed are identical.
@@ -72,7 +73,8 @@ def test_probability_is_calibrated_map_of_risk(name: str) -> None:
     assert prob.shape == risk.shape
     assert np.isfinite(prob).all() and ((prob >= 0) & (prob <= 1)).all()
     if np.unique(prob).size > 1:
-        assert abs(spearmanr(risk, prob).statistic) > 0.999
+        rho = spearmanr(risk, prob).statistic
+        assert rho > 0.999 if CASES[name].monotone else rho > 0.5, rho
 
 
 @pytest.mark.parametrize("name", NAMES)

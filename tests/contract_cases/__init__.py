@@ -34,17 +34,22 @@ class Case:
     model: Callable[[], RiskPredictor]
     data: Callable[[], ContractData]
     explains: bool = True  # False: explain() refuses with a clear InputError / ModelError
+    # False: the probability is read off the model's own survival curve at the horizon, not a
+    # map of the risk (discrete-time heads: risk = -restricted mean survival); it must still agree
+    monotone: bool = True
 
 
 CASES: dict[str, Case] = {}
 
 
-def case(name: str, *, explains: bool = True) -> Callable[[Callable[[], tuple[Any, Any]]], Any]:
+def case(
+    name: str, *, explains: bool = True, monotone: bool = True
+) -> Callable[[Callable[[], tuple[Any, Any]]], Any]:
     """Register ``fn() -> (model factory, data factory)`` as case ``name``."""
 
     def wrap(fn: Callable[[], tuple[Any, Any]]) -> Callable[[], tuple[Any, Any]]:
         model, data = fn()
-        CASES[name] = Case(name, model, data, explains)
+        CASES[name] = Case(name, model, data, explains, monotone)
         return fn
 
     return wrap

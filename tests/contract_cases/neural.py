@@ -65,6 +65,15 @@ def mil_abmil_survival() -> tuple[Any, Any]:
     return lambda: MILRiskModel("abmil", survival_loss="cox", **MIL), _survival
 
 
+@case("mil:abmil-nll", monotone=False)
+def mil_abmil_nll() -> tuple[Any, Any]:
+    """The default MIL survival head: discrete-time hazards over time bins (negative log
+    likelihood); its probability is 1 - S(horizon) of its own curve."""
+    from metastat.mil.estimator import MILRiskModel
+
+    return lambda: MILRiskModel("abmil", survival_loss="nll", **MIL), _survival
+
+
 @cache
 def _nki() -> Any:
     from metastat.data.registry import load_dataset
