@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
-from metastat.core.provenance import run_provenance, sha256_file, verify_sha256, weights_digest
+from metastat.core.provenance import (
+    copy_with_digest,
+    copy_with_digests,
+    run_provenance,
+    sha256_file,
+    verify_sha256,
+    weights_digest,
+)
 
 
 def test_sha256_file_streams_and_verifies(tmp_path):
@@ -61,3 +69,11 @@ def test_settings_digest_is_the_sorted_json_fingerprint() -> None:
     assert settings_digest(a) == settings_digest(b) != settings_digest({**a, "tile": 224})
     old = hashlib.sha256(json.dumps(a, sort_keys=True).encode()).hexdigest()[:16]
     assert settings_digest(a) == old and len(settings_digest(a, 8)) == 8
+
+
+def test_copy_with_digests_writes_the_bytes_and_hashes_them_in_one_pass(tmp_path) -> None:
+    data = bytes(range(256)) * 9000  # over two 1 MiB chunks
+    got = copy_with_digests(io.BytesIO(data), tmp_path / "f", ("sha256", "md5"))
+    assert (tmp_path / "f").read_bytes() == data
+    assert got == {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+    assert copy_with_digest(io.BytesIO(data), tmp_path / "g") == got["sha256"]

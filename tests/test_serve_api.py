@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -137,9 +138,12 @@ def test_runs_figures_and_report(client: TestClient) -> None:
 
 @pytest.fixture(scope="module")
 def slide_job(client: TestClient) -> tuple[dict, dict]:
-    """One uploaded slide (a name with an MRN in it) and its finished job."""
+    """One uploaded slide (a name with an MRN in it, and the md5 its sender computed) and its
+    finished job."""
+    md5 = hashlib.md5(SLIDE.read_bytes()).hexdigest()
     with open(SLIDE, "rb") as fh:
-        r = client.post("/api/slides/upload", files={"file": ("MRN0001_case.svs", fh)})
+        files = {"file": ("MRN0001_case.svs", fh)}
+        r = client.post("/api/slides/upload", files=files, data={"md5": md5.upper()})
     assert r.status_code == 202, r.text
     assert "MRN0001" not in r.text
     sub = r.json()
@@ -151,6 +155,7 @@ def test_slide_upload_job_heatmap_and_deep_zoom(
 ) -> None:
     sub, job = slide_job
     assert sub["slide_id"].startswith("sl-")
+    assert sub["slide"]["integrity"] == "verified"
     assert sub["slide"]["dimensions_px0"] == [2220, 2967]
     assert job["status"] == "done", job
     res = job["result"]
@@ -175,6 +180,27 @@ def test_slide_upload_job_heatmap_and_deep_zoom(
     assert "MRN0001" not in listed and "/" not in json.dumps(client.get("/api/slides").json())
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("sha256", "0" * 64, "does not match the sha256"),  # damaged or cut short in transit
+        ("md5", "ab" * 15, "32-character hex"),
+    ],
+)
+def test_slide_upload_with_a_wrong_digest_is_refused_and_not_kept(
+    client: TestClient, settings: ServeSettings, field: str, value: str, message: str
+) -> None:
+    uploads = settings.data_dir / "slides" / "uploads"
+    before = sorted(uploads.iterdir())
+    jobs = len(client.get("/api/jobs").json())
+    with open(SLIDE, "rb") as fh:
+        files = {"file": ("case.svs", fh)}
+        r = client.post("/api/slides/upload", files=files, data={field: value})
+    assert r.status_code == 422 and message in r.text, r.text
+    assert sorted(uploads.iterdir()) == before  # no partial or refused file left
+    assert len(client.get("/api/jobs").json()) == jobs
+
+
 def test_finished_jobs_survive_a_restart(
     client: TestClient, settings: ServeSettings, slide_job: tuple[dict, dict]
 ) -> None:
@@ -190,6 +216,7 @@ def test_finished_jobs_survive_a_restart(
 def test_failed_slide_job_is_clear_and_service_goes_on(client: TestClient, profiles) -> None:
     r = client.post("/api/slides", json={"path": "blank.tiff"})
     assert r.status_code == 202, r.text
+    assert r.json()["slide"]["integrity"] == "unverified"  # no digest was given
     job = _wait(client, r.json()["job_id"])
     assert job["status"] == "failed" and "tissue" in job["error"].lower()
     assert "blank" not in job["error"]

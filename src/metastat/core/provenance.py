@@ -31,12 +31,20 @@ def copy_with_digest(
 ) -> str:
     """Stream ``src`` into the file ``dest`` in 1 MiB chunks; returns the hex digest of what was
     written (an upload is hashed while it is stored, never held in memory)."""
-    h = hashlib.new(algorithm)
+    return copy_with_digests(src, dest, (algorithm,))[algorithm]
+
+
+def copy_with_digests(
+    src: IO[bytes], dest: str | os.PathLike[str], algorithms: tuple[str, ...]
+) -> dict[str, str]:
+    """:func:`copy_with_digest` with several digests in the one pass (e.g. sha256 and md5)."""
+    hashes = {a: hashlib.new(a) for a in algorithms}
     with open(dest, "wb") as fh:
         while block := src.read(CHUNK):
-            h.update(block)
+            for h in hashes.values():
+                h.update(block)
             fh.write(block)
-    return h.hexdigest()
+    return {a: h.hexdigest() for a, h in hashes.items()}
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

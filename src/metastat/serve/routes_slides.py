@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from metastat.serve.state import Caller, Portal, PortalDep, caller
+from metastat.slides.checksums import parse_digest
 
 router = APIRouter(prefix="/api", tags=["slides"], dependencies=[Depends(caller)])
 SlideId = Annotated[str, Path(pattern=r"^sl-[0-9a-f]{12}$")]
@@ -46,10 +47,21 @@ async def submit_upload(
     who: Caller,
     p: PortalDep,
     model: Annotated[str | None, Form()] = None,
+    md5: Annotated[str | None, Form(description="hex MD5 of the file (e.g. from GDC)")] = None,
+    sha256: Annotated[str | None, Form(description="hex SHA-256 of the file")] = None,
 ) -> dict[str, Any]:
-    """Store the upload under a pseudonym (its file name is not kept) and queue its job."""
+    """Store the upload under a pseudonym (its file name is not kept) and queue its job. With
+    ``md5`` / ``sha256`` the stored bytes are checked against them (``integrity: verified``);
+    a mismatch is refused (422) and nothing is kept."""
     p.slides.mil_model(model)
-    record = await run_in_threadpool(p.slides.register_upload, file.file, file.filename or "")
+    given = {"md5": md5, "sha256": sha256}
+    expected = {}
+    for algo, value in given.items():
+        if (digest := parse_digest(algo, value, f"form field {algo!r}")) is not None:
+            expected[algo] = digest[1]
+    record = await run_in_threadpool(
+        p.slides.register_upload, file.file, file.filename or "", expected
+    )
     return _accepted(p, record, model, who)
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import IO, Any, Literal
 
 import pandas as pd
 
-from metastat.core.provenance import copy_with_digest
+from metastat.core.provenance import copy_with_digests
 from metastat.errors import InputError, MetastatError, UnknownNameError
 from metastat.serve.audit import AuditLog
 from metastat.serve.deepzoom import DeepZoom
@@ -47,6 +48,8 @@ class SlideRecord:
     source: Literal["path", "upload"]
     dimensions_px0: tuple[int, int]
     mpp: float | None
+    #: ``verified``: the upload matched the digest its sender gave; ``unverified``: none given
+    integrity: Literal["verified", "unverified"] = "unverified"
 
     def public(self) -> dict[str, Any]:
         """What clients may see."""
@@ -55,6 +58,7 @@ class SlideRecord:
             "source": self.source,
             "dimensions_px0": list(self.dimensions_px0),
             "mpp": self.mpp,
+            "integrity": self.integrity,
         }
 
     def private(self) -> dict[str, Any]:
@@ -65,7 +69,8 @@ class SlideRecord:
     def from_private(cls, d: dict[str, Any]) -> SlideRecord:
         """Back from :meth:`private`."""
         dims = (int(d["dimensions_px0"][0]), int(d["dimensions_px0"][1]))
-        return cls(d["slide_id"], Path(d["path"]), d["source"], dims, d["mpp"])
+        integrity = d.get("integrity", "unverified")  # absent in records written before
+        return cls(d["slide_id"], Path(d["path"]), d["source"], dims, d["mpp"], integrity)
 
 
 def _check_suffix(name: str) -> str:
@@ -106,18 +111,40 @@ class SlideService:
         _check_suffix(path.name)
         return self._register(path, pseudonym(self._key, "sl", str(path)), "path", path_text)
 
-    def register_upload(self, stream: IO[bytes], filename: str) -> SlideRecord:
-        """An uploaded slide, stored under its content pseudonym (the file name is not kept)."""
+    def register_upload(
+        self, stream: IO[bytes], filename: str, expected: Mapping[str, str] | None = None
+    ) -> SlideRecord:
+        """An uploaded slide, stored under its content pseudonym (the file name is not kept).
+
+        ``expected`` maps ``md5`` / ``sha256`` to the hex digest the sender computed (e.g. the
+        GDC manifest's md5): an upload that differs, damaged or cut short in transit, is
+        refused and not kept; one that matches is ``verified``."""
         suffix = _check_suffix(filename or "")
+        expected = dict(expected or {})
         tmp = self.out / "uploads" / f".{uuid.uuid4().hex}.part"
-        slide_id = pseudonym(self._key, "sl", copy_with_digest(stream, tmp))
+        algorithms = ("sha256", *sorted(set(expected) - {"sha256"}))
+        try:
+            found = copy_with_digests(stream, tmp, algorithms)
+            for algo, digest in expected.items():
+                if found[algo] != digest:
+                    raise InputError(
+                        f"the uploaded slide does not match the {algo} its sender gave: it was "
+                        "damaged or cut short in transit; upload it again (nothing was kept)"
+                    )
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        slide_id = pseudonym(self._key, "sl", found["sha256"])
         final = self.out / "uploads" / f"{slide_id}{suffix}"
         tmp.replace(final)
         try:
-            return self._register(final, slide_id, "upload", filename)
+            record = self._register(final, slide_id, "upload", filename)
         except InputError:
             final.unlink(missing_ok=True)
             raise
+        if expected:
+            record.integrity = "verified"
+        return record
 
     def _register(self, path: Path, slide_id: str, source: Any, shown: str) -> SlideRecord:
         from metastat.slides import open_slide
