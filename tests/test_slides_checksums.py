@@ -156,3 +156,37 @@ def test_unknown_checksums_mode_is_a_usage_error(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "--checksums 'maybe' is not one of: auto, off, require" in r.stderr
+
+
+def test_gdc_manifest_is_the_slide_list_of_a_gdc_client_download(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`slides tile MANIFEST`: slides where gdc-client put them (<id>/<filename>), md5 checked."""
+    good, size = file_digest(SLIDE, "md5"), SLIDE.stat().st_size
+    dl = tmp_path / "download"
+    for file_id, name, data in [
+        ("aaaa-1111", "TCGA-A1-0001-01Z-00-DX1.svs", SLIDE.read_bytes()),
+        ("bbbb-2222", "TCGA-A1-0002-01Z-00-DX1.svs", SLIDE.read_bytes()[:-100]),  # cut short
+    ]:
+        (dl / file_id).mkdir(parents=True)
+        (dl / file_id / name).write_bytes(data)
+    manifest = dl / "gdc_manifest.2026-12-01.txt"
+    manifest.write_text(
+        "id\tfilename\tmd5\tsize\tstate\n"
+        f"aaaa-1111\tTCGA-A1-0001-01Z-00-DX1.svs\t{good}\t{size}\treleased\n"
+        f"bbbb-2222\tTCGA-A1-0002-01Z-00-DX1.svs\t{good}\t{size}\treleased\n"
+        f"cccc-3333\tTCGA-A1-0003-01Z-00-DX1.svs\t{good}\t{size}\treleased\n"  # not downloaded
+        f"dddd-4444\tnationwidechildrens.org_clinical.TCGA-A1-0001.xml\t{good}\t9\treleased\n"
+    )
+    out = tmp_path / "out"
+    args = ["slides", "tile", str(manifest), "--out", str(out), "--workers", "0", "--no-verify"]
+    res = runner.invoke(app, [*args, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    s = _by_id(out)
+    assert set(s) == {f"TCGA-A1-000{i}-01Z-00-DX1" for i in (1, 2, 3)}  # the XML is not a slide
+    one, two, three = (s[f"TCGA-A1-000{i}-01Z-00-DX1"] for i in (1, 2, 3))
+    assert one["status"] == "done" and one["integrity"] == "verified"
+    assert two["status"] == "failed" and "GDC file id bbbb-2222" in two["message"]
+    assert three["status"] == "failed"
+    assert "does not exist: download it first (gdc-client download cccc-3333)" in three["message"]
+    assert "1 non-slide file(s) skipped" in caplog.text

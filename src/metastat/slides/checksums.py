@@ -24,7 +24,7 @@ from typing import Literal
 
 from metastat.core.provenance import file_digest
 from metastat.errors import InputError
-from metastat.slides.errors import SlideIntegrityError
+from metastat.slides.errors import SlideIntegrityError, SlideOpenError
 from metastat.slides.results import Checksum, SlideJob, SlideResult
 
 #: ``auto``: check where a digest is known; ``off``: never; ``require``: fail slides without one.
@@ -130,6 +130,14 @@ def verify_checksum(job: SlideJob, mode: ChecksumMode, result: SlideResult) -> N
             )
         return
     algo, expected, where = job.checksum
+    if not job.path.is_file():  # e.g. a manifest row not downloaded yet
+        shown = f"'{job.slide_id}'" if job.redact else f"'{job.slide_id}' ({job.path})"
+        fetch = (
+            f"download it first (gdc-client download {where.split('GDC file id ')[1].rstrip(')')})"
+            if "GDC file id " in where
+            else "check the path or the manifest"
+        )
+        raise SlideOpenError(f"slide {shown} of {where} does not exist: {fetch}")
     found = file_digest(job.path, algo)
     if found != expected:
         result.integrity = "mismatch"

@@ -9,12 +9,13 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metastat.atomic import atomic_write
 from metastat.errors import InputError
+from metastat.slides.gdc import is_gdc_manifest, read_gdc_manifest
 from metastat.slides.results import SlideJob, SlideResult
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ def discover_slides(
     pseudonym_key: str | None = None,
     checksum_manifest: str | os.PathLike[str] | None = None,
 ) -> list[SlideJob]:
-    """Slides of a folder (by extension, not recursive), a manifest CSV/TSV, or one file.
+    """Slides of a folder (by extension, not recursive), a manifest CSV/TSV, a GDC download
+    manifest (:mod:`metastat.slides.gdc`), or one file.
 
     A manifest has a ``path`` column (relative paths are relative to the manifest), and may have
     ``slide_id``, ``mpp`` (a per-slide µm/px override) and ``md5`` / ``sha256`` columns. Known
@@ -84,6 +86,13 @@ def discover_slides(
                 "one slide file"
             )
         jobs = [_job(p, p.stem, None, mpp_fallback, pseudonym_key) for p in files]
+    elif is_gdc_manifest(src):  # what gdc-client downloads: <dir>/<id>/<filename> + md5
+        jobs = [
+            replace(
+                _job(g.path, g.path.stem, None, mpp_fallback, pseudonym_key), checksum=g.checksum
+            )
+            for g in read_gdc_manifest(src, SLIDE_EXTENSIONS)
+        ]
     elif src.is_file() and src.suffix.lower() in MANIFEST_EXTENSIONS:
         jobs = _read_manifest(src, mpp_fallback, pseudonym_key)
     elif src.is_file():
@@ -105,8 +114,6 @@ def discover_slides(
 
 
 def _read_manifest(path: Path, fallback: float | None, key: str | None) -> list[SlideJob]:
-    import dataclasses
-
     import pandas as pd
 
     from metastat.slides.checksums import ALGORITHMS, parse_digest
@@ -140,7 +147,7 @@ def _read_manifest(path: Path, fallback: float | None, key: str | None) -> list[
         digest = next(
             (d for a in ALGORITHMS if (d := parse_digest(a, getattr(row, a, None), where))), None
         )
-        jobs.append(dataclasses.replace(job, checksum=digest) if digest else job)
+        jobs.append(replace(job, checksum=digest) if digest else job)
     return jobs
 
 
