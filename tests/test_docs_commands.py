@@ -45,6 +45,7 @@ PLACEHOLDERS = {
     "tcp://HOST:8786", "runs/mine", "models/dmfs", "runs/ln_cv", "runs/ln/model",
     "ext_expr.csv", "ext_clinical.csv", "ct_series/", "lesion.seg.dcm", "ct.nii.gz",
     "lesion.nii.gz", "cohort.csv", "radiology=radiomics.csv", "radiology=new_rad.csv",
+    "gdc_manifest.txt",
 }  # fmt: skip
 
 #: (command prefix(es), why it is not run by this test); first match wins

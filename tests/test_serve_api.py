@@ -184,6 +184,7 @@ def test_slide_upload_job_heatmap_and_deep_zoom(
     ("field", "value", "message"),
     [
         ("sha256", "0" * 64, "does not match the sha256"),  # damaged or cut short in transit
+        ("md5", "0" * 32, "does not match the md5"),  # e.g. GDC's md5 of the original
         ("md5", "ab" * 15, "32-character hex"),
     ],
 )

@@ -190,3 +190,43 @@ def test_gdc_manifest_is_the_slide_list_of_a_gdc_client_download(
     assert three["status"] == "failed"
     assert "does not exist: download it first (gdc-client download cccc-3333)" in three["message"]
     assert "1 non-slide file(s) skipped" in caplog.text
+
+
+def test_gdc_manifest_layouts_names_and_pseudonymised_messages(tmp_path: Path) -> None:
+    from metastat.slides.checksums import verify_checksum
+    from metastat.slides.results import SlideResult
+
+    good = file_digest(SLIDE, "md5")
+    dl = tmp_path / "dl"
+    (dl / "id-a").mkdir(parents=True)
+    shutil.copy(SLIDE, dl / "id-a" / "same.svs")  # one name under two ids (a re-upload at GDC)
+    shutil.copy(SLIDE, dl / "flat.svs")  # a flat copy beside the manifest
+    manifest = dl / "gdc_manifest.txt"
+    manifest.write_text(
+        "id\tfilename\tmd5\tsize\tstate\r\n"
+        f"id-a\tsame.svs\t{good}\t1\treleased\r\n"
+        f"id-b\tsame.svs\t{good}\t1\treleased\r\n"
+        f"id-c\tflat.svs\t{good.upper()}\t1\treleased\r\n"
+        " \t \t\t\t\r\n"  # a trailing line of blanks
+    )
+    jobs = {j.slide_id: j for j in discover_slides(manifest)}
+    assert set(jobs) == {"same.id-a", "same.id-b", "flat"}
+    assert jobs["same.id-a"].path == dl / "id-a" / "same.svs"
+    assert jobs["same.id-b"].path == dl / "id-b" / "same.svs"  # never the other id's file
+    assert jobs["flat"].path == dl / "flat.svs" and jobs["flat"].checksum[1] == good
+
+    # a cohort manifest with GDC-like columns and a path column stays a cohort manifest
+    cohort = dl / "cohort.tsv"
+    cohort.write_text(
+        f"path\tslide_id\tid\tfilename\tmd5\tsize\nflat.svs\tS1\tx\ty.svs\t{good}\t1\n"
+    )
+    (only,) = discover_slides(cohort)
+    assert only.slide_id == "S1" and only.path == dl / "flat.svs"
+
+    # pseudonymised: neither the path nor the GDC file id (it names a case) in the message
+    missing = next(j for j in discover_slides(manifest, pseudonym_key="k") if "id-b" in str(j.path))
+    with pytest.raises(InputError) as err:
+        verify_checksum(missing, "auto", SlideResult(missing.slide_id, "failed"))
+    text = str(err.value)
+    assert "does not exist" in text and "gdc-client download -m MANIFEST" in text
+    assert "id-b" not in text and "same" not in text and str(dl) not in text

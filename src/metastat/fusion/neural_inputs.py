@@ -15,6 +15,7 @@ round-trips through JSON state + named arrays (no pickle).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from metastat.fusion.coattention import cluster_gene_sets
 from metastat.fusion.modalities import MultimodalSet
 from metastat.fusion.unimodal import StandardEncoder
 from metastat.mil.bags import collate
+
+log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
 
@@ -220,12 +223,20 @@ class BagInput:
     def state(self, arrays: Arrays, key: str) -> dict[str, Any]:
         arrays[f"{key}.mean"], arrays[f"{key}.sd"] = self.mean, self.sd
         # the scaling runs in the training bags' precision: a loaded model scores bit for bit
-        return {"dtype": str(np.asarray(self.mean).dtype)}
+        return {"dtype": str(np.asarray(self.mean).dtype), "subsample": "per-patient"}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], a: Arrays, key: str, s: Settings) -> BagInput:
         out = cls()
         dtype = state.get("dtype")  # absent in models saved before: float64, as loaded then
+        if state.get("subsample") != "per-patient":
+            log.warning(
+                "this fusion model was saved before tile subsamples were drawn per patient: a "
+                "patient with over %d tiles now gets a subsample of its own, and its score can "
+                "differ from the one made when the model was saved (which depended on the "
+                "other patients scored with it)",
+                s.max_tiles,
+            )
         out.mean, out.sd, out.max_tiles, out.seed = (
             np.asarray(a[f"{key}.mean"], dtype=dtype),
             np.asarray(a[f"{key}.sd"], dtype=dtype),

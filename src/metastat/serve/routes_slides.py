@@ -55,10 +55,9 @@ async def submit_upload(
     a mismatch is refused (422) and nothing is kept."""
     p.slides.mil_model(model)
     given = {"md5": md5, "sha256": sha256}
-    expected = {}
-    for algo, value in given.items():
-        if (digest := parse_digest(algo, value, f"form field {algo!r}")) is not None:
-            expected[algo] = digest[1]
+    for algo, value in given.items():  # malformed hex: 422 before the upload is stored
+        parse_digest(algo, value, f"form field {algo!r}")
+    expected = {a: v for a, v in given.items() if v}
     record = await run_in_threadpool(
         p.slides.register_upload, file.file, file.filename or "", expected
     )

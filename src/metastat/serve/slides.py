@@ -34,6 +34,7 @@ from metastat.serve.overlay import overlay_rgba, write_overlay
 from metastat.serve.registry import ModelEntry, Registry
 from metastat.serve.security import confine, load_secret, pseudonym
 from metastat.serve.settings import ServeSettings
+from metastat.slides.checksums import parse_digest
 
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".svslide")
 DZ_TILE, DZ_OVERLAP = 254, 1
@@ -120,13 +121,16 @@ class SlideService:
         GDC manifest's md5): an upload that differs, damaged or cut short in transit, is
         refused and not kept; one that matches is ``verified``."""
         suffix = _check_suffix(filename or "")
-        expected = dict(expected or {})
+        wanted = {}
+        for algo, value in (expected or {}).items():
+            if (digest := parse_digest(algo, value, f"expected {algo}")) is not None:
+                wanted[algo] = digest[1]
         tmp = self.out / "uploads" / f".{uuid.uuid4().hex}.part"
-        algorithms = ("sha256", *sorted(set(expected) - {"sha256"}))
+        algorithms = ("sha256", *sorted(set(wanted) - {"sha256"}))
         try:
             found = copy_with_digests(stream, tmp, algorithms)
-            for algo, digest in expected.items():
-                if found[algo] != digest:
+            for algo, hex_digest in wanted.items():
+                if found[algo] != hex_digest:
                     raise InputError(
                         f"the uploaded slide does not match the {algo} its sender gave: it was "
                         "damaged or cut short in transit; upload it again (nothing was kept)"
@@ -136,13 +140,15 @@ class SlideService:
             raise
         slide_id = pseudonym(self._key, "sl", found["sha256"])
         final = self.out / "uploads" / f"{slide_id}{suffix}"
+        existed = final.exists()  # the same bytes uploaded before: its jobs may still use it
         tmp.replace(final)
         try:
             record = self._register(final, slide_id, "upload", filename)
-        except InputError:
-            final.unlink(missing_ok=True)
+        except Exception:
+            if not existed:
+                final.unlink(missing_ok=True)
             raise
-        if expected:
+        if wanted:
             record.integrity = "verified"
         return record
 

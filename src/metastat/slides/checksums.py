@@ -31,6 +31,7 @@ from metastat.slides.results import Checksum, SlideJob, SlideResult
 ChecksumMode = Literal["auto", "off", "require"]
 ALGORITHMS = {"md5": 32, "sha256": 64}
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
+_GDC_ID = re.compile(r"\(GDC file id ([^)\s]+)\)$")  # the end of a GDC manifest row's ``where``
 
 
 def parse_digest(algorithm: str, value: object, where: str) -> Checksum | None:
@@ -131,17 +132,24 @@ def verify_checksum(job: SlideJob, mode: ChecksumMode, result: SlideResult) -> N
         return
     algo, expected, where = job.checksum
     if not job.path.is_file():  # e.g. a manifest row not downloaded yet
-        shown = f"'{job.slide_id}'" if job.redact else f"'{job.slide_id}' ({job.path})"
-        fetch = (
-            f"download it first (gdc-client download {where.split('GDC file id ')[1].rstrip(')')})"
-            if "GDC file id " in where
-            else "check the path or the manifest"
+        gdc = _GDC_ID.search(where)
+        if job.redact:  # pseudonymised: neither the path nor the GDC file id (it names a case)
+            fetch = "download the manifest's files (gdc-client download -m MANIFEST)"
+            raise SlideOpenError(
+                f"slide '{job.slide_id}' does not exist: "
+                + (fetch if gdc else "check the path or the manifest")
+            )
+        fetch = f"gdc-client download {gdc.group(1)}" if gdc else "check the path or the manifest"
+        raise SlideOpenError(
+            f"slide '{job.slide_id}' ({job.path}) of {where} does not exist: "
+            + (f"download it first ({fetch})" if gdc else fetch)
         )
-        raise SlideOpenError(f"slide {shown} of {where} does not exist: {fetch}")
     found = file_digest(job.path, algo)
     if found != expected:
         result.integrity = "mismatch"
         shown = f"expected {expected}, found {found}" if not job.redact else "digests differ"
+        if job.redact:  # a GDC file id names a case: not in pseudonymised messages
+            where = _GDC_ID.sub("", where).rstrip()
         raise SlideIntegrityError(
             f"slide '{job.slide_id}' is damaged or incomplete: its {algo} does not match "
             f"{where} ({shown}): re-download the file (GDC: 'gdc-client download FILE_ID') "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from metastat.slides.checksums import parse_digest
 from metastat.slides.results import Checksum
 
 log = logging.getLogger(__name__)
-#: the columns that mark a GDC manifest
-COLUMNS = ("id", "filename", "md5")
+#: the columns that mark a GDC manifest (a cohort manifest with a ``path`` column is not one)
+COLUMNS = ("id", "filename", "md5", "size")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class GDCFile:
 
     path: Path
     file_id: str
+    slide_id: str  # the file name's stem; with the file id appended if two files share it
     checksum: Checksum
 
 
@@ -43,22 +45,27 @@ def is_gdc_manifest(path: Path) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     columns = [c.strip().lower() for c in head.split("\t")]
-    return all(c in columns for c in COLUMNS)
+    return all(c in columns for c in COLUMNS) and "path" not in columns
 
 
-def gdc_location(manifest: Path, file_id: str, filename: str) -> Path:
-    """Where gdc-client put the file (``<dir>/<id>/<filename>``), or a flat copy beside it."""
-    nested, flat = manifest.parent / file_id / filename, manifest.parent / filename
-    return flat if flat.exists() and not nested.exists() else nested
+def gdc_location(manifest: Path, file_id: str, filename: str, *, flat: bool = True) -> Path:
+    """Where gdc-client put the file (``<dir>/<id>/<filename>``), or a flat copy beside it
+    (``flat``: only for a file name that no other row of the manifest has)."""
+    nested, beside = manifest.parent / file_id / filename, manifest.parent / filename
+    return beside if flat and beside.exists() and not nested.exists() else nested
 
 
 def read_gdc_manifest(manifest: Path, extensions: frozenset[str]) -> list[GDCFile]:
     """The slide rows (by file extension) of ``manifest``, each where gdc-client put it."""
+    rows = []
     with manifest.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+        for n, raw in enumerate(csv.DictReader(fh, delimiter="\t"), start=2):
+            row = {str(k).strip().lower(): str(v or "").strip() for k, v in raw.items() if k}
+            if any(row.values()):  # a line of blanks (e.g. trailing) is not a row
+                rows.append((n, row))
+    names = Counter(Path(row.get("filename", "")).name for _, row in rows)
     out, other = [], 0
-    for n, raw in enumerate(rows, start=2):
-        row = {str(k).strip().lower(): str(v or "").strip() for k, v in raw.items() if k}
+    for n, row in rows:
         file_id, filename = row.get("id", ""), Path(row.get("filename", "")).name
         if not file_id or not filename:
             raise InputError(
@@ -72,7 +79,10 @@ def read_gdc_manifest(manifest: Path, extensions: frozenset[str]) -> list[GDCFil
         digest = parse_digest("md5", row.get("md5"), where)
         if digest is None:
             raise InputError(f"{where} has no md5: give the manifest as the GDC portal wrote it")
-        out.append(GDCFile(gdc_location(manifest, file_id, filename), file_id, digest))
+        unique = names[filename] == 1
+        stem = Path(filename).stem if unique else f"{Path(filename).stem}.{file_id[:8]}"
+        path = gdc_location(manifest, file_id, filename, flat=unique)
+        out.append(GDCFile(path, file_id, stem, digest))
     if other:
         log.warning("GDC manifest '%s': %d non-slide file(s) skipped", manifest.name, other)
     if not out:

@@ -89,7 +89,7 @@ def discover_slides(
     elif is_gdc_manifest(src):  # what gdc-client downloads: <dir>/<id>/<filename> + md5
         jobs = [
             replace(
-                _job(g.path, g.path.stem, None, mpp_fallback, pseudonym_key), checksum=g.checksum
+                _job(g.path, g.slide_id, None, mpp_fallback, pseudonym_key), checksum=g.checksum
             )
             for g in read_gdc_manifest(src, SLIDE_EXTENSIONS)
         ]
