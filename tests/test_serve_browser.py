@@ -230,6 +230,31 @@ def test_slide_viewer_heatmap_toggle(page: object, server: str) -> None:
     assert pg.evaluate("portal.overlay.getOpacity()") == 0
 
 
+def test_slide_upload_checked_against_its_md5(page: object) -> None:
+    """An upload with the md5 its sender has is verified; a wrong one is refused, named."""
+    import hashlib
+
+    pg = page
+    pg.click("#nav-slides")
+    pg.wait_for_selector("#slide-model option", state="attached")
+    pg.set_input_files("#slide-file", str(SLIDE))
+    pg.fill("#slide-digest", "0" * 32)
+    pg.click("#slide-submit")
+    pg.wait_for_selector("#slide-error:not([hidden])")
+    assert "does not match the md5" in pg.inner_text("#slide-error")
+    pg.fill("#slide-digest", "abc")
+    pg.click("#slide-submit")
+    shown = "() => document.querySelector('#slide-error').innerText.includes('32 hex')"
+    pg.wait_for_function(shown)
+    pg.fill("#slide-digest", hashlib.md5(SLIDE.read_bytes()).hexdigest())
+    pg.click("#slide-submit")
+    pg.wait_for_function(
+        "() => document.querySelector('#job-status').innerText.includes('upload verified')"
+    )
+    assert pg.is_hidden("#slide-error")
+    _keep(pg, "slide_upload_verified.png")
+
+
 def test_results_page_shows_report_plots(page: object) -> None:
     pg = page
     pg.click("#nav-results")

@@ -186,6 +186,8 @@ function renderProfile(res, km, index) {
 }
 
 /* ---- slides ------------------------------------------------------------------------------- */
+const integrity = new Map(); // job id -> "verified" | "unverified" (uploads checked against a digest)
+
 async function submitSlide(ev) {
   ev.preventDefault();
   showError("#slide-error", null);
@@ -198,7 +200,14 @@ async function submitSlide(ev) {
       const form = new FormData();
       form.append("file", file);
       if (model) form.append("model", model);
+      const digest = $("#slide-digest").value.trim();
+      if (digest) {
+        const algo = { 32: "md5", 64: "sha256" }[digest.length];
+        if (!algo) throw new Error("the checksum must be an MD5 (32 hex characters) or a SHA-256 (64)");
+        form.append(algo, digest);
+      }
       job = await api("/api/slides/upload", { method: "POST", body: form });
+      integrity.set(job.job_id, job.slide.integrity);
     } else if (path) {
       job = await api("/api/slides", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ path, model }) });
@@ -227,7 +236,8 @@ async function pollJob(id, delay = 1000) {
     return;
   }
   showError("#slide-error", null);
-  $("#job-status").textContent = `job ${id.slice(0, 8)}: ${job.status}`;
+  const checked = integrity.get(id) === "verified" ? " \u00b7 upload verified against its checksum" : "";
+  $("#job-status").textContent = `job ${id.slice(0, 8)}: ${job.status}${checked}`;
   refreshJobs();
   if (job.status === "queued" || job.status === "running") {
     setTimeout(() => pollJob(id), 1000);
