@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,3 +70,16 @@ def run_main(
     with pytest.raises(SystemExit) as exc:
         main()
     return int(exc.value.code or 0), capsys.readouterr().err
+
+
+def wait_job(client: Any, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll a portal slide job (a TestClient) until it is done or failed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from metastat.serve import ServeSettings, create_app
 from metastat.serve.demo import EXPRESSION_NAME, MIL_NAME, RUN_NAME, build_demo, shared_demo_dir
 from metastat.slides.pipeline import ProcessConfig
 from metastat.slides.synthetic import write_synthetic_slide
+from tests.conftest import wait_job
 
 ROOT = Path(__file__).resolve().parents[1]
 SLIDE = ROOT / "tests" / "data" / "slides" / "CMU-1-Small-Region.svs"
@@ -53,16 +53,6 @@ def profiles() -> object:
     from metastat.data.registry import load_dataset
 
     return expression_frame(collapse_genes(load_dataset("gastric_acrg"), "symbol")).iloc[:4]
-
-
-def _wait(client: TestClient, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
 
 
 def test_registry_lists_models_and_runs(client: TestClient) -> None:
@@ -147,7 +137,7 @@ def slide_job(client: TestClient) -> tuple[dict, dict]:
     assert r.status_code == 202, r.text
     assert "MRN0001" not in r.text
     sub = r.json()
-    return sub, _wait(client, sub["job_id"])
+    return sub, wait_job(client, sub["job_id"])
 
 
 def test_slide_upload_job_heatmap_and_deep_zoom(
@@ -218,7 +208,7 @@ def test_failed_slide_job_is_clear_and_service_goes_on(client: TestClient, profi
     r = client.post("/api/slides", json={"path": "blank.tiff"})
     assert r.status_code == 202, r.text
     assert r.json()["slide"]["integrity"] == "unverified"  # no digest was given
-    job = _wait(client, r.json()["job_id"])
+    job = wait_job(client, r.json()["job_id"])
     assert job["status"] == "failed" and "tissue" in job["error"].lower()
     assert "blank" not in job["error"]
     r = client.post(SCORE, files={"file": ("p.csv", profiles.to_csv().encode(), "text/csv")})

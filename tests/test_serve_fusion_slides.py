@@ -9,7 +9,6 @@ store; the fused risk must equal the library's on the same bag.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +34,7 @@ from metastat.serve.registry import load_registry
 from metastat.slides.featurestore import HDF5Store
 from metastat.slides.pipeline import ProcessConfig
 from metastat.slides.synthetic import write_synthetic_slide
+from tests.conftest import wait_job
 
 DIM = 1280  # the default encoder's (efficientnet_lite0) feature width
 URL = "/api/fusion/fused/predict"
@@ -85,19 +85,9 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             n: client.post("/api/slides", json={"path": f"{n}.tiff"}) for n in ("case", "blank")
         }
         assert all(r.status_code == 202 for r in jobs.values()), [r.text for r in jobs.values()]
-        done = {n: _wait(client, r.json()["job_id"]) for n, r in jobs.items()}
+        done = {n: wait_job(client, r.json()["job_id"], timeout=240) for n, r in jobs.items()}
         fitted = {"fused": model, "neural": neural}
         yield {"client": client, "models": fitted, "data": d, "jobs": done, "settings": settings}
-
-
-def _wait(client: TestClient, job_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
 
 
 def _clinical(d: Any, i: int) -> dict[str, Any]:

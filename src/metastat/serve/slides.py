@@ -123,7 +123,8 @@ class SlideService:
         suffix = _check_suffix(filename or "")
         wanted = {}
         for algo, value in (expected or {}).items():
-            if (digest := parse_digest(algo, value, f"expected {algo}")) is not None:
+            # malformed hex: refused before anything is stored
+            if (digest := parse_digest(algo, value, f"the upload's {algo}")) is not None:
                 wanted[algo] = digest[1]
         tmp = self.out / "uploads" / f".{uuid.uuid4().hex}.part"
         algorithms = ("sha256", *sorted(set(wanted) - {"sha256"}))
